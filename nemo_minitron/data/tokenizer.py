@@ -1,0 +1,93 @@
+"""The default tokenizer: a real 32000-token SentencePiece model that works offline.
+
+Tests, the demo and tiny recipes need a realistic tokenizer without touching the Hugging Face
+Hub. ``mistral_common`` ships the Mistral-7B v1 SentencePiece model inside its wheel, so we
+wrap it as a ``transformers`` tokenizer (which the rest of the stack, lm-eval included,
+expects).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import transformers
+
+from nemo_minitron.data.cache import cache_dir
+
+DEFAULT_TOKENIZER_VOCAB = 32000
+
+_SOURCE_PACKAGE_PATH = ("data", "tokenizer.model.v1")
+
+
+def _source_model_file() -> Path:
+    """Locate the SentencePiece model inside the installed ``mistral_common`` package."""
+    import mistral_common  # imported lazily: only this function needs it
+
+    path = Path(mistral_common.__file__).parent.joinpath(*_SOURCE_PACKAGE_PATH)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found; the installed mistral-common no longer ships tokenizer.model.v1"
+        )
+    return path
+
+
+def _materialize_folder(source: Path) -> Path:
+    """Copy ``source`` as ``tokenizer.model`` into a cache folder keyed by its content.
+
+    ``LlamaTokenizer.from_pretrained`` wants a folder with that exact file name;
+    ``LlamaTokenizer(vocab_file=...)`` is silently ignored in transformers 5 (3-token result).
+    The content hash in the folder name means a changed wheel never reuses a stale copy.
+    """
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    folder = cache_dir() / "tokenizers" / f"mistral-v1-{digest}"
+    target = folder / "tokenizer.model"
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tokenizer.model.")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)  # atomic: concurrent processes never see a partial file
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return folder
+
+
+@functools.lru_cache(maxsize=1)
+def load_default_tokenizer() -> transformers.PreTrainedTokenizerBase:
+    """Load the offline 32000-token SentencePiece tokenizer (Mistral v1 vocabulary).
+
+    Behaviour callers can rely on:
+    - ``bos`` = ``<s>`` (1), ``eos`` = ``</s>`` (2), ``unk`` = ``<unk>`` (0).
+    - Encoding prepends BOS (``add_bos_token=True``, no EOS): the model was trained that way
+      and it gives every sequence a fixed first position. Use ``add_special_tokens=False``
+      where documents are concatenated (packing adds EOS separators itself).
+    - ``pad`` = ``<unk>``, not ``</s>``: code that masks padding by ``pad_token_id`` (HF data
+      collators set such labels to -100) would otherwise also mask the real EOS separators
+      and the model would never learn to end documents. The model has byte fallback, so
+      ``<unk>`` never occurs in encoded text and is safe to reuse as padding.
+
+    The instance is cached per process: do not mutate it (add tokens, change padding side)
+    in place; ``copy.deepcopy`` it first. ``save_pretrained`` on it is fine.
+    """
+    folder = _materialize_folder(_source_model_file())
+    tokenizer = transformers.LlamaTokenizer.from_pretrained(
+        str(folder), add_bos_token=True, add_eos_token=False, local_files_only=True
+    )
+    if len(tokenizer) != DEFAULT_TOKENIZER_VOCAB:
+        # transformers 5 without sentencepiece/protobuf mis-parses the model file as tiktoken.
+        raise RuntimeError(
+            f"default tokenizer has {len(tokenizer)} tokens, expected {DEFAULT_TOKENIZER_VOCAB}; "
+            "are `sentencepiece` and `protobuf` installed?"
+        )
+    for name in ("bos_token", "eos_token", "unk_token"):
+        if getattr(tokenizer, name) is None:
+            raise RuntimeError(f"default tokenizer has no {name}")
+    tokenizer.pad_token = tokenizer.unk_token
+    return tokenizer

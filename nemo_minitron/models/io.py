@@ -1,0 +1,109 @@
+"""Load any local HF checkpoint folder of a supported family; save one atomically.
+
+A crashed or interrupted save must never leave something that looks like a checkpoint, so
+saves go to a hidden temporary sibling folder that is renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..arch import HybridArch
+from .base import check_model_type
+
+
+def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw ``config.json`` of a checkpoint folder, with clear errors for a wrong path."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {folder} does not exist (model_path / teacher_path / ...)")
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found: {folder} is not a Hugging Face checkpoint folder")
+    return json.loads(config_file.read_text())
+
+
+def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None, device: str | None = None) -> nn.Module:
+    """Load a hybrid ``*ForCausalLM`` from a local folder (never from a hub)."""
+    from transformers import AutoModelForCausalLM
+
+    check_model_type(read_config_json(path).get("model_type"))
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=dtype or torch.float32, local_files_only=True,
+    )
+    return model.to(device) if device else model
+
+
+def load_tokenizer(path: str | os.PathLike) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+def build_model(arch: HybridArch, base_config: Any | None = None, seed: int | None = None,
+                device: str | torch.device | None = None) -> nn.Module:
+    """A randomly initialised HF model of the given shape."""
+    from transformers import AutoModelForCausalLM
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    config = arch.to_hf_config(base=base_config)
+    with torch.device(device or "cpu"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+@contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder next to ``target``; on success it replaces ``target`` in one rename.
+
+    On an exception the temporary folder is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, tokenizer: Any | None = None,
+                    extra: Callable[[Path], None] | None = None) -> Path:
+    """Save model (safetensors), tokenizer and any extra files atomically into ``path``.
+
+    ``extra(folder)`` may write more files (plans, scores, metrics) into the same folder before
+    it is renamed into place, so a checkpoint and its metadata appear together or not at all.
+    """
+    path = Path(path)
+    with atomic_directory(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
+    return path
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a finished save (config plus weights)."""
+    folder = Path(path)
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
