@@ -51,6 +51,20 @@ class HybridArch:
     mamba_conv_bias: bool = True
     mlp_bias: bool = False
 
+    def __post_init__(self) -> None:
+        # Canonical form: widths of layer kinds the pattern lacks are 0, so two archs that
+        # describe the same model compare equal however their HF configs filled those fields.
+        unused: dict[str, Any] = {}
+        if ATTENTION not in self.pattern:
+            unused.update(num_attention_heads=0, num_query_groups=0, attention_head_dim=0)
+        if MLP not in self.pattern:
+            unused.update(ffn_hidden_size=0, mlp_bias=False)
+        if MAMBA not in self.pattern:
+            unused.update(mamba_num_heads=0, mamba_head_dim=0, mamba_num_groups=1, mamba_state_dim=128,
+                          mamba_conv_kernel=4, mamba_proj_bias=False, mamba_conv_bias=True)
+        for name, value in unused.items():
+            object.__setattr__(self, name, value)
+
     # ----------------------------------------------------------------- derived shapes
     @property
     def num_layers(self) -> int:
@@ -90,6 +104,11 @@ class HybridArch:
             raise ArchError(
                 f"pattern {self.pattern!r} has unknown layer symbols {bad}; valid symbols are "
                 "'M' (Mamba), '*' (attention), '-' (MLP). MoE layers ('E') are not supported."
+            )
+        if self.family == "nemotron_h" and self.tie_word_embeddings:
+            raise ArchError(
+                "tie_word_embeddings=True: NemotronHForCausalLM (transformers) never ties lm_head to the "
+                "embeddings, so the model would have both; use tie_word_embeddings=False"
             )
         if self.family == "mamba2" and set(self.pattern) != {MAMBA}:
             raise ArchError(f"family='mamba2' models only have Mamba layers; got pattern {self.pattern!r}")
@@ -176,7 +195,8 @@ class HybridArch:
                 mamba_num_groups=cfg.n_groups,
                 mamba_state_dim=cfg.ssm_state_size,
                 mamba_conv_kernel=cfg.conv_kernel,
-                tie_word_embeddings=bool(cfg.tie_word_embeddings),
+                # NemotronHForCausalLM has no tied-weights keys: lm_head is always its own tensor.
+                tie_word_embeddings=False,
                 mamba_proj_bias=bool(cfg.use_bias),
                 mamba_conv_bias=bool(cfg.use_conv_bias),
                 mlp_bias=bool(cfg.mlp_bias),
@@ -288,7 +308,16 @@ def _mamba2(hidden: int, layers: int) -> HybridArch:
     )
 
 
+#: The built-in default teacher, trained here on CPU: every Nemotron-H layer kind, 4 Mamba groups
+#: of 4 heads (so group-aware pruning is exercised), GQA attention, the 32000-token offline tokenizer.
+TINY_TEACHER = HybridArch(
+    family="nemotron_h", pattern="M-M-*M-M-*M-", hidden_size=256, vocab_size=32000, ffn_hidden_size=1024,
+    num_attention_heads=8, num_query_groups=2, attention_head_dim=32, mamba_num_heads=16, mamba_head_dim=32,
+    mamba_num_groups=4, mamba_state_dim=32, mamba_conv_kernel=4,
+)
+
 PRESETS: dict[str, HybridArch] = {
+    "tiny": TINY_TEACHER,
     "nemotron-h-8b": _NEMOTRON_H_8B,
     # The paper's final pruned shape (Table 1): width-only, 52 layers kept.
     "nemotron-h-4b": dataclasses.replace(_NEMOTRON_H_8B, hidden_size=3072, ffn_hidden_size=12288,

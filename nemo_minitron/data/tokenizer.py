@@ -52,6 +52,7 @@ def _materialize_folder(source: Path) -> Path:
         os.close(fd)
         try:
             shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache must stay readable
             os.replace(tmp, target)  # atomic: concurrent processes never see a partial file
         finally:
             if os.path.exists(tmp):

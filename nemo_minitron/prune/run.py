@@ -1,0 +1,102 @@
+"""Prune a checkpoint folder end to end: check targets, score, plan, trim, save atomically.
+
+Everything a later step may want is saved with the pruned model: the plan (which source
+indices survive), the importance scores (to re-prune to another target without forward
+passes, via ``scores_path``), a plot of layer importance and a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ..arch import HybridArch
+from ..models import load_model, load_tokenizer, read_config_json, save_checkpoint
+from .config import PruningConfig
+from .importance import SCORES_FILE, ImportanceScores, estimate_importance
+from .plan import PruningPlan
+from .plot import plot_layer_importance
+from .rank import make_plan
+from .trim import apply_plan
+
+log = logging.getLogger(__name__)
+PLAN_FILE = "pruning_plan.json"
+SUMMARY_FILE = "prune_summary.json"
+PLOT_FILE = "layer_importance.png"
+
+
+def prune_model(model: nn.Module, config: PruningConfig, calibration: Optional[torch.Tensor] = None,
+                scores: Optional[ImportanceScores] = None, batch_size: int = 4,
+                layer_importance_samples: Optional[int] = 256, progress: bool = True,
+                ) -> tuple[nn.Module, PruningPlan, ImportanceScores]:
+    """Score (unless ``scores`` are given), plan and trim an in-memory model."""
+    if scores is None:
+        if calibration is None:
+            raise ValueError("pass calibration token ids or precomputed scores")
+        scores = estimate_importance(model, calibration, batch_size=batch_size,
+                                     kl_max_samples=layer_importance_samples, progress=progress)
+    plan = make_plan(scores, config)
+    return apply_plan(model, plan), plan, scores
+
+
+def _pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def prune_checkpoint(model_path: str, save_path: str, pruning_config: Optional[PruningConfig] = None,
+                     calib_data_path: Optional[str] = None, num_samples: int = 64, seq_length: int = 256,
+                     batch_size: int = 4, layer_importance_samples: int = 64, scores_path: Optional[str] = None,
+                     device: str = "auto", dtype: str = "float32", seed: int = 0) -> dict[str, Any]:
+    """Prune the HF checkpoint at ``model_path`` into ``save_path``; returns the summary."""
+    config = pruning_config or PruningConfig()
+    source = HybridArch.from_hf_config(_config_from_json(model_path))
+    config.check(source)  # fail on bad targets before loading anything heavy
+    scores = ImportanceScores.load(scores_path) if scores_path else None
+    if scores is not None and scores.arch != source:
+        raise ValueError(f"scores_path={scores_path} was computed for {scores.arch.describe()}, "
+                         f"not for this model ({source.describe()})")
+    start = time.perf_counter()
+    torch_dtype = getattr(torch, dtype)
+    model = load_model(model_path, dtype=torch_dtype, device=_pick_device(device))
+    tokenizer = load_tokenizer(model_path)
+    calibration = None
+    if scores is None:
+        from ..data.calibration import calibration_tokens
+
+        calibration = calibration_tokens(tokenizer, num_samples, seq_length, calib_data_path, seed=seed)
+    pruned, plan, scores = prune_model(model, config, calibration, scores, batch_size=batch_size,
+                                       layer_importance_samples=layer_importance_samples)
+    summary = {
+        "model_path": str(model_path), "source": source.describe(), "target": plan.target.describe(),
+        "source_params": source.num_params(), "target_params": plan.target.num_params(),
+        "kept_layers": plan.kept_layers, "pruning_config": config.__dict__,
+        "calibration": {"data": calib_data_path or "default offline corpus", "num_samples": num_samples,
+                        "seq_length": seq_length, "reused_scores": scores_path},
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+    def write_extras(folder: Path) -> None:
+        plan.save(folder / PLAN_FILE)
+        scores.save(folder / SCORES_FILE)
+        if scores.layers:
+            plot_layer_importance(scores, folder / PLOT_FILE)
+        (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+
+    save_checkpoint(pruned, save_path, tokenizer=tokenizer, extra=write_extras)
+    log.info("pruned %s -> %s, saved to %s", summary["source"], summary["target"], save_path)
+    return summary
+
+
+def _config_from_json(model_path: str) -> Any:
+    from transformers import AutoConfig
+
+    read_config_json(model_path)  # clear error for a missing folder / config
+    return AutoConfig.from_pretrained(model_path, local_files_only=True)
