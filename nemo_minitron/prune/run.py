@@ -69,7 +69,7 @@ def prune_checkpoint(model_path: str, save_path: str, pruning_config: Optional[P
     tokenizer = load_tokenizer(model_path)
     calibration = None
     if scores is None:
-        from ..data.calibration import calibration_tokens
+        from ..data.tokens import calibration_tokens
 
         calibration = calibration_tokens(tokenizer, num_samples, seq_length, calib_data_path, seed=seed)
     pruned, plan, scores = prune_model(model, config, calibration, scores, batch_size=batch_size,

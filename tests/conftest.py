@@ -1,0 +1,128 @@
+"""Shared fixtures: tiny NemotronH / Mamba2 models with non-trivial weights, fixed inputs.
+
+Everything here runs offline on CPU in milliseconds. Other test modules use these fixtures
+(and ``logits`` / ``perturb_`` / ``TINY_ARCH`` via ``from conftest import ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Never touch a model hub from the test suite.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Make the package importable from a plain checkout (no `pip install -e .` needed).
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from nemo_minitron.arch import HybridArch  # noqa: E402
+from nemo_minitron.models import build_model  # noqa: E402
+
+#: Every Nemotron-H layer kind, 2 Mamba groups of 4 heads, GQA attention (4 query / 2 KV heads).
+TINY_ARCH = HybridArch(
+    family="nemotron_h",
+    pattern="M-*M-M*-",
+    hidden_size=64,
+    vocab_size=1000,
+    ffn_hidden_size=128,
+    num_attention_heads=4,
+    num_query_groups=2,
+    attention_head_dim=16,
+    mamba_num_heads=8,
+    mamba_head_dim=16,
+    mamba_num_groups=2,
+    mamba_state_dim=16,
+    mamba_conv_kernel=4,
+    tie_word_embeddings=False,
+).validate()
+
+#: Mamba2ForCausalLM: hidden 64, expand 2 (8 heads x 16 = 128 = 2 * 64), 2 groups, tied embeddings.
+TINY_MAMBA2_ARCH = HybridArch(
+    family="mamba2",
+    pattern="MMM",
+    hidden_size=64,
+    vocab_size=1000,
+    mamba_num_heads=8,
+    mamba_head_dim=16,
+    mamba_num_groups=2,
+    mamba_state_dim=16,
+    mamba_conv_kernel=4,
+    tie_word_embeddings=True,
+).validate()
+
+
+@torch.no_grad()
+def perturb_(model: nn.Module, seed: int = 1234, scale: float = 0.05) -> nn.Module:
+    """Add small seeded noise to EVERY parameter, in place.
+
+    HF init leaves A_log / D / dt_bias / norm weights at constants (and biases at zero), which
+    would make permutation and slicing tests pass by accident; after this every entry differs.
+    Shared (tied) parameters are perturbed once.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    seen: set[int] = set()
+    for _, param in sorted(model.named_parameters(remove_duplicate=True), key=lambda kv: kv[0]):
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
+        param.add_((scale * noise).to(param.dtype))
+    return model
+
+
+def make_model(arch: HybridArch, seed: int = 0, perturb_seed: int = 1234) -> nn.Module:
+    """``build_model(arch, seed)`` in eval mode, float32, with every parameter perturbed."""
+    model = build_model(arch, seed=seed)
+    model = model.to(torch.float32).eval()
+    return perturb_(model, seed=perturb_seed)
+
+
+@torch.no_grad()
+def logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Full-sequence logits ``[batch, seq, vocab]`` without cache and without grad."""
+    return model(input_ids=ids, use_cache=False).logits
+
+
+@pytest.fixture(scope="session")
+def tiny_arch() -> HybridArch:
+    return TINY_ARCH
+
+
+@pytest.fixture(scope="session")
+def tiny_mamba2_arch() -> HybridArch:
+    return TINY_MAMBA2_ARCH
+
+
+@pytest.fixture
+def tiny_model(tiny_arch: HybridArch) -> nn.Module:
+    """A fresh (function-scoped, so tests may edit it) NemotronH model with perturbed weights."""
+    return make_model(tiny_arch)
+
+
+@pytest.fixture
+def tiny_mamba2_model(tiny_mamba2_arch: HybridArch) -> nn.Module:
+    """A fresh Mamba2 model with perturbed weights."""
+    return make_model(tiny_mamba2_arch)
+
+
+@pytest.fixture
+def input_ids(tiny_arch: HybridArch) -> torch.Tensor:
+    """A fixed random ``LongTensor [2, 32]`` (valid for both tiny models: vocab 1000)."""
+    gen = torch.Generator().manual_seed(0)
+    return torch.randint(0, tiny_arch.vocab_size, (2, 32), generator=gen, dtype=torch.long)
+
+
+@pytest.fixture
+def logits_fn():
+    """The :func:`logits` helper as a fixture, for modules that prefer not to import conftest."""
+    return logits
