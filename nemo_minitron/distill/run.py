@@ -74,7 +74,7 @@ def distill_checkpoint(teacher_path: str, student_path: str, save_path: str, dat
         accumulate_grad_batches=accumulate, use_distributed_sampler=False, logger=CSVLogger(work, name="logs"),
         callbacks=[ckpt, TokensPerSecond()], val_check_interval=min(val_check_interval, max_steps) * accumulate,
         check_val_every_n_epoch=None, limit_val_batches=limit_val_batches if val is not None else 0,
-        enable_progress_bar=progress, num_sanity_val_steps=0, log_every_n_steps=max(1, min(10, max_steps // 10)),
+        enable_progress_bar=progress, enable_model_summary=progress, num_sanity_val_steps=0, log_every_n_steps=max(1, min(10, max_steps // 10)),
         deterministic=False,
     )
     last = work / "checkpoints" / "last.ckpt"

@@ -33,6 +33,14 @@ def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(config_file.read_text())
 
 
+def load_config(path: str | os.PathLike) -> Any:
+    """The HF config of a local checkpoint folder, checked to be a supported family (no weights read)."""
+    from transformers import AutoConfig
+
+    check_model_type(read_config_json(path).get("model_type"))
+    return AutoConfig.from_pretrained(str(path), local_files_only=True)
+
+
 def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None, device: str | None = None) -> nn.Module:
     """Load a hybrid ``*ForCausalLM`` from a local folder (never from a hub)."""
     from transformers import AutoModelForCausalLM

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..arch import HybridArch
-from ..models import load_model, load_tokenizer, read_config_json, save_checkpoint
+from ..models import load_config, load_model, load_tokenizer, save_checkpoint
 from .config import PruningConfig
 from .importance import SCORES_FILE, ImportanceScores, estimate_importance
 from .plan import PruningPlan
@@ -57,7 +57,7 @@ def prune_checkpoint(model_path: str, save_path: str, pruning_config: Optional[P
                      device: str = "auto", dtype: str = "float32", seed: int = 0) -> dict[str, Any]:
     """Prune the HF checkpoint at ``model_path`` into ``save_path``; returns the summary."""
     config = pruning_config or PruningConfig()
-    source = HybridArch.from_hf_config(_config_from_json(model_path))
+    source = HybridArch.from_hf_config(load_config(model_path))
     config.check(source)  # fail on bad targets before loading anything heavy
     scores = ImportanceScores.load(scores_path) if scores_path else None
     if scores is not None and scores.arch != source:
@@ -94,9 +94,3 @@ def prune_checkpoint(model_path: str, save_path: str, pruning_config: Optional[P
     log.info("pruned %s -> %s, saved to %s", summary["source"], summary["target"], save_path)
     return summary
 
-
-def _config_from_json(model_path: str) -> Any:
-    from transformers import AutoConfig
-
-    read_config_json(model_path)  # clear error for a missing folder / config
-    return AutoConfig.from_pretrained(model_path, local_files_only=True)

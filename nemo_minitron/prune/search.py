@@ -1,0 +1,274 @@
+"""Architecture search under a parameter budget (paper section 3.5).
+
+1. Enumerate shapes over depth, hidden size, FFN size, Mamba heads and Mamba head dim whose
+   exact parameter count (HybridArch) lies in [target*(1-tolerance), target].
+2. Prune each from the same saved importance scores (no new forward passes) and measure its
+   zero-shot validation loss.
+3. Distill the top K for a short budget of steps, measure throughput, and pick the lowest
+   loss; losses within ``tie_tolerance`` of the best are broken by throughput.
+
+Every candidate's results are cached as JSON under ``output_dir/candidates/``, so an
+interrupted search resumes where it stopped. The result is a CSV and Markdown table and a plot
+of loss against throughput.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..arch import ATTENTION, MAMBA, MLP, HybridArch
+from ..models import load_config, load_model, load_tokenizer, save_checkpoint
+from .config import PruningConfig
+from .importance import SCORES_FILE, ImportanceScores, estimate_importance
+from .rank import make_plan
+from .trim import apply_plan
+
+DEFAULT_FRACTIONS = (1.0, 0.875, 0.75, 0.625, 0.5)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    num_layers: int
+    hidden_size: int
+    ffn_hidden_size: int
+    mamba_num_heads: int
+    mamba_head_dim: int
+
+    @property
+    def name(self) -> str:
+        return (f"L{self.num_layers}-h{self.hidden_size}-f{self.ffn_hidden_size}"
+                f"-mh{self.mamba_num_heads}-md{self.mamba_head_dim}")
+
+    def pruning_config(self, source: HybridArch, mamba_metric: str = "x", layer_metric: str = "kl") -> PruningConfig:
+        def target(value: int, current: int) -> Optional[int]:
+            return None if value == current else value
+
+        return PruningConfig(
+            target_hidden_size=target(self.hidden_size, source.hidden_size),
+            target_ffn_hidden_size=target(self.ffn_hidden_size, source.ffn_hidden_size) if MLP in source.pattern else None,
+            target_mamba_num_heads=target(self.mamba_num_heads, source.mamba_num_heads) if MAMBA in source.pattern else None,
+            target_mamba_head_dim=target(self.mamba_head_dim, source.mamba_head_dim) if MAMBA in source.pattern else None,
+            target_num_layers=target(self.num_layers, source.num_layers),
+            mamba_metric=mamba_metric, layer_metric=layer_metric,
+        )
+
+
+@dataclass
+class SearchSpace:
+    """Values to try per axis; None = derive from the source with ``DEFAULT_FRACTIONS``."""
+
+    num_layers: Optional[list[int]] = None
+    hidden_size: Optional[list[int]] = None
+    ffn_hidden_size: Optional[list[int]] = None
+    mamba_num_heads: Optional[list[int]] = None
+    mamba_head_dim: Optional[list[int]] = None
+    fractions: list[float] = field(default_factory=lambda: list(DEFAULT_FRACTIONS))
+
+    def axis_values(self, source: HybridArch) -> dict[str, list[int]]:
+        def derive(current: int, multiple: int) -> list[int]:
+            values = {max(multiple, int(round(current * f / multiple)) * multiple) for f in self.fractions}
+            return sorted((v for v in values if v <= current), reverse=True)
+
+        has = {kind: kind in source.pattern for kind in (MAMBA, MLP)}
+        return {
+            "num_layers": self.num_layers or sorted({max(1, round(source.num_layers * f))
+                                                     for f in self.fractions if f >= 0.5}, reverse=True),
+            "hidden_size": self.hidden_size or derive(source.hidden_size, 8),
+            "ffn_hidden_size": (self.ffn_hidden_size or derive(source.ffn_hidden_size, 8)) if has[MLP] else [0],
+            "mamba_num_heads": (self.mamba_num_heads or derive(source.mamba_num_heads, source.mamba_num_groups))
+            if has[MAMBA] else [0],
+            "mamba_head_dim": (self.mamba_head_dim or derive(source.mamba_head_dim, 8)) if has[MAMBA] else [0],
+        }
+
+
+def candidate_arch(source: HybridArch, scores: ImportanceScores, cand: Candidate) -> HybridArch:
+    """The exact shape a candidate prunes to (depth chosen by layer importance, as in make_plan)."""
+    config = cand.pruning_config(source)
+    widths = config.target_widths(source)
+    from .rank import choose_layers
+
+    kept = choose_layers(scores, source, config)
+    return widths.replace(pattern="".join(source.pattern[i] for i in kept))
+
+
+def enumerate_candidates(source: HybridArch, scores: ImportanceScores, target_params: int, tolerance: float,
+                         space: SearchSpace) -> list[tuple[Candidate, HybridArch]]:
+    """Every valid candidate whose exact parameter count is in [target*(1-tolerance), target]."""
+    axes = space.axis_values(source)
+    lo = target_params * (1 - tolerance)
+    out: list[tuple[Candidate, HybridArch]] = []
+    seen: set[HybridArch] = set()  # e.g. FFN widths are moot once depth pruning removed every MLP layer
+    for values in itertools.product(*axes.values()):
+        cand = Candidate(**dict(zip(axes, values)))
+        try:
+            cand.pruning_config(source).check(source)
+            arch = candidate_arch(source, scores, cand)
+        except ValueError:
+            continue  # e.g. a Mamba2 hidden/heads pair that breaks the integer expand ratio
+        if lo <= arch.num_params() <= target_params and arch not in seen:
+            seen.add(arch)
+            out.append((cand, arch))
+    return out
+
+
+@torch.no_grad()
+def lm_loss(model: nn.Module, tokens: torch.Tensor, batch_size: int = 8) -> float:
+    from ..distill.run import validation_loss
+
+    return validation_loss(model, tokens, batch_size)
+
+
+@torch.no_grad()
+def forward_throughput(model: nn.Module, tokens: torch.Tensor, repeats: int = 3) -> float:
+    """Tokens per second of full-sequence forward passes (median of ``repeats`` after a warm-up)."""
+    model.eval()
+    model(input_ids=tokens, use_cache=False)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(input_ids=tokens, use_cache=False)
+        times.append(time.perf_counter() - start)
+    return tokens.numel() / sorted(times)[len(times) // 2]
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def search_architecture(model_path: str, output_dir: str, target_params: int, tolerance: float = 0.05,
+                        top_k: int = 3, distill_steps: int = 20, space: Optional[SearchSpace] = None,
+                        num_samples: int = 32, seq_length: int = 256, val_samples: int = 16,
+                        scores_path: Optional[str] = None, tie_tolerance: float = 0.005, max_candidates: int = 200,
+                        distill_kwargs: Optional[dict[str, Any]] = None, seed: int = 0) -> dict[str, Any]:
+    """Run the search; returns the summary (best candidate, table rows) also written to output_dir."""
+    from ..data.tokens import calibration_tokens, corpus_tokens, sample_rows
+    from ..distill.run import distill_checkpoint
+
+    out = Path(output_dir)
+    cand_dir = out / "candidates"
+    cand_dir.mkdir(parents=True, exist_ok=True)
+    source = HybridArch.from_hf_config(load_config(model_path))
+    if not 0 < target_params < source.num_params():
+        raise ValueError(f"target_params={target_params} must be between 0 and the model's {source.num_params()}")
+    space = space or SearchSpace()
+    model, tokenizer = load_model(model_path), load_tokenizer(model_path)
+
+    scores_file = Path(scores_path) if scores_path else out / SCORES_FILE
+    if scores_file.is_file():
+        scores = ImportanceScores.load(scores_file)
+    else:
+        scores = estimate_importance(model, calibration_tokens(tokenizer, num_samples, seq_length, seed=seed))
+        scores.save(scores_file)
+    val = sample_rows(corpus_tokens(tokenizer, seq_length, split="validation"), val_samples, seed, "validation")
+
+    candidates = enumerate_candidates(source, scores, target_params, tolerance, space)
+    if not candidates:
+        raise ValueError(f"no candidate of the search space has between {int(target_params * (1 - tolerance))} and "
+                         f"{target_params} parameters; widen tolerance or the search space")
+    if len(candidates) > max_candidates:
+        raise ValueError(f"{len(candidates)} candidates exceed max_candidates={max_candidates}; narrow the space")
+
+    rows: list[dict[str, Any]] = []
+    for cand, arch in tqdm(candidates, desc="search: zero-shot loss", unit="cand"):
+        record_path = cand_dir / f"{cand.name}.json"
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        if "zero_shot_loss" not in record:
+            pruned = apply_plan(model, make_plan(scores, cand.pruning_config(source)))
+            record = {"name": cand.name, **asdict(cand), "params": arch.num_params(), "arch": arch.describe(),
+                      "zero_shot_loss": lm_loss(pruned, val),
+                      "throughput_tok_s": forward_throughput(pruned, val[:2])}
+            _write_json(record_path, record)
+        rows.append(record)
+
+    rows.sort(key=lambda r: r["zero_shot_loss"])
+    kw = {"max_steps": distill_steps, "warmup_steps": max(1, distill_steps // 10), "seq_length": seq_length,
+          "val_check_interval": distill_steps, "progress": False, "seed": seed, **(distill_kwargs or {})}
+    for record in tqdm(rows[:top_k], desc="search: short distillation", unit="cand"):
+        if "distilled_loss" in record:
+            continue
+        cand = Candidate(*(record[k] for k in ("num_layers", "hidden_size", "ffn_hidden_size", "mamba_num_heads",
+                                               "mamba_head_dim")))
+        pruned_dir, distilled_dir = cand_dir / cand.name / "pruned", cand_dir / cand.name / "distilled"
+        pruned = apply_plan(model, make_plan(scores, cand.pruning_config(source)))
+        save_checkpoint(pruned, pruned_dir, tokenizer=tokenizer)
+        distill_checkpoint(str(model_path), str(pruned_dir), str(distilled_dir), **kw)
+        record["distilled_loss"] = lm_loss(load_model(distilled_dir), val)
+        _write_json(cand_dir / f"{cand.name}.json", record)
+
+    best = pick_best(rows[:top_k], tie_tolerance)
+    summary = {"source": source.describe(), "source_params": source.num_params(), "target_params": target_params,
+               "tolerance": tolerance, "num_candidates": len(rows), "top_k": top_k, "distill_steps": distill_steps,
+               "teacher_loss": lm_loss(model, val), "best": best["name"], "best_record": best}
+    write_tables(rows, out, best["name"])
+    plot_search(rows, out / "search.png", best["name"], summary["teacher_loss"])
+    _write_json(out / "search_summary.json", {**summary, "candidates": rows})
+    return summary
+
+
+def pick_best(distilled: list[dict[str, Any]], tie_tolerance: float) -> dict[str, Any]:
+    """Lowest distilled loss; among those within ``tie_tolerance`` (relative) of it, the fastest."""
+    best_loss = min(r["distilled_loss"] for r in distilled)
+    tied = [r for r in distilled if r["distilled_loss"] <= best_loss * (1 + tie_tolerance)]
+    return max(tied, key=lambda r: r["throughput_tok_s"])
+
+
+_COLUMNS = ("name", "params", "num_layers", "hidden_size", "ffn_hidden_size", "mamba_num_heads", "mamba_head_dim",
+            "zero_shot_loss", "distilled_loss", "throughput_tok_s")
+
+
+def write_tables(rows: list[dict[str, Any]], out: Path, best: str) -> None:
+    with open(out / "search_results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
+
+    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    for r in rows:
+        mark = " **(best)**" if r["name"] == best else ""
+        lines.append("| " + " | ".join(fmt(r.get(c)) for c in _COLUMNS) + mark + " |")
+    (out / "search_results.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_search(rows: list[dict[str, Any]], path: Path, best: str, teacher_loss: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([r["throughput_tok_s"] for r in rows], [r["zero_shot_loss"] for r in rows], color="0.6",
+               label="zero-shot (pruned)")
+    distilled = [r for r in rows if "distilled_loss" in r]
+    ax.scatter([r["throughput_tok_s"] for r in distilled], [r["distilled_loss"] for r in distilled],
+               color="tab:blue", label="after short distillation")
+    for r in distilled:
+        ax.annotate(r["name"], (r["throughput_tok_s"], r["distilled_loss"]), fontsize=6)
+        if r["name"] == best:
+            ax.scatter([r["throughput_tok_s"]], [r["distilled_loss"]], s=160, facecolors="none",
+                       edgecolors="tab:red", label="selected")
+    ax.axhline(teacher_loss, color="tab:green", linestyle="--", label="teacher")
+    ax.set_xlabel("forward throughput (tokens/s)")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("Architecture search: loss vs throughput")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
