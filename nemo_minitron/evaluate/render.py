@@ -1,0 +1,207 @@
+"""Render an evaluation report (the dict built by :mod:`.report`) as Markdown and as a PNG.
+
+Kept apart from the measuring code so a report JSON can be re-rendered (e.g. after a format
+change) without re-running any model. The PNG uses matplotlib's object API with the Agg canvas,
+never ``pyplot``, so it works headless and does not touch global plotting state.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+#: Metrics worth plotting side by side (bounded, comparable); perplexities can be astronomically
+#: large for untrained models and are only tabulated.
+_PLOT_EXCLUDE = ("perplexity", "stderr", "num_samples")
+_ROLES = ("baseline", "model")
+_LOWER_IS_BETTER = ("bits_per_byte",)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3e}"
+        return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _roles(report: Dict[str, Any]) -> List[str]:
+    return [r for r in _ROLES if r in report.get("models", {})]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def accuracy_rows(report: Dict[str, Any]) -> List[tuple]:
+    """``(task, metric)`` pairs present for any model, in first-seen order (stderr excluded,
+    ``num_samples`` last within its task)."""
+    pairs: List[tuple] = []
+    for role in _roles(report):
+        for task, metrics in (report["models"][role].get("lm_eval") or {}).items():
+            for metric in metrics:
+                if "stderr" not in metric and (task, metric) not in pairs:
+                    pairs.append((task, metric))
+    tasks = list(dict.fromkeys(t for t, _ in pairs))
+    return sorted(pairs, key=lambda tm: (tasks.index(tm[0]), tm[1] == "num_samples"))
+
+
+def ruler_lengths(report: Dict[str, Any]) -> List[str]:
+    lengths = {length for role in _roles(report)
+               for by_len in (report["models"][role].get("ruler") or {}).values() for length in by_len}
+    return sorted(lengths, key=int)
+
+
+def to_markdown(report: Dict[str, Any]) -> str:
+    """The report as Markdown: models, accuracy per task, RULER by task and length, speed."""
+    roles = _roles(report)
+    models = report["models"]
+    lines = ["# Evaluation report", ""]
+    for role in roles:
+        info = models[role]
+        params = info.get("num_params")
+        lines.append(f"- **{role}**: `{info.get('path')}`" + (f" ({params / 1e6:.2f}M parameters)" if params else ""))
+    lines.append("")
+
+    pairs = accuracy_rows(report)
+    if pairs:
+        lines += ["## Accuracy (lm-eval-harness)", ""]
+        header = ["task", "metric"] + roles + (["model - baseline"] if len(roles) == 2 else [])
+        rows = []
+        for task, metric in pairs:
+            vals = [(models[r].get("lm_eval") or {}).get(task, {}).get(metric) for r in roles]
+            row = [task, metric] + [_fmt(v) for v in vals]
+            if len(roles) == 2:
+                row.append(_fmt(vals[1] - vals[0]) if None not in vals and "num_samples" not in metric else "-")
+            rows.append(row)
+        lines += _table(header, rows) + [""]
+
+    lengths = ruler_lengths(report)
+    if lengths:
+        lines += ["## RULER (string match, 0-1)", ""]
+        tasks: List[str] = []
+        for role in roles:
+            tasks += [t for t in (models[role].get("ruler") or {}) if t not in tasks]
+        header = ["task"] + [f"{length} {role}" for length in lengths for role in roles]
+        rows = []
+        for task in tasks + ["average"]:
+            row = [f"**{task}**" if task == "average" else task]
+            for length in lengths:
+                for role in roles:
+                    src = models[role].get("ruler_average" if task == "average" else "ruler") or {}
+                    val = src.get(length) if task == "average" else src.get(task, {}).get(length)
+                    row.append(_fmt(val, 3))
+            rows.append(row)
+        lines += _table(header, rows) + [""]
+
+    speed = report.get("speed")
+    if speed:
+        s = speed["settings"]
+        lines += ["## Speed", "",
+                  f"input {s['input_len']} tokens, output {s['output_len']} tokens, batch {s['batch_size']}, "
+                  f"median of {s['repeats']} interleaved repetitions on `{s.get('device')}`", ""]
+        names = [r for r in roles if r in speed["models"]]
+        header = ["metric"] + names + (["ratio model/baseline"] if len(names) == 2 else [])
+        rows = []
+        for key, label in (("ttft_s", "time to first token (s)"), ("decode_tokens_per_s", "decode throughput (tokens/s)"),
+                           ("total_s", "total generate time (s)"), ("e2e_tokens_per_s", "end-to-end tokens/s"),
+                           ("peak_memory_gb", "peak GPU memory (GiB)")):
+            vals = [speed["models"][n].get(key) for n in names]
+            if all(v is None for v in vals):
+                continue
+            row = [label] + [_fmt(v) for v in vals]
+            if len(names) == 2:
+                row.append(_fmt(vals[1] / vals[0]) if None not in vals and vals[0] else "-")
+            rows.append(row)
+        lines += _table(header, rows) + [""]
+    return "\n".join(lines)
+
+
+def _grouped_bars(ax: Any, report: Dict[str, Any], roles: List[str], pairs: List[tuple],
+                  colors: Dict[str, str]) -> None:
+    """One group of bars (one per model) for each ``(task, metric)``, values on top."""
+    models = report["models"]
+    width = 0.8 / max(len(roles), 1)
+    for k, role in enumerate(roles):
+        vals = [(models[role].get("lm_eval") or {}).get(t, {}).get(m, math.nan) for t, m in pairs]
+        xs = [i + (k - (len(roles) - 1) / 2) * width for i in range(len(pairs))]
+        ax.bar(xs, vals, width, label=role, color=colors[role])
+        for x, v in zip(xs, vals):
+            if v is not None and not math.isnan(v):
+                ax.text(x, v, f"{v:.3g}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(pairs)))
+    ax.set_xticklabels([f"{t}\n{m}" for t, m in pairs], fontsize=7, rotation=15, ha="right")
+    if pairs:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no such lm-eval metric", ha="center", va="center", transform=ax.transAxes)
+
+
+def to_png(report: Dict[str, Any], dpi: int = 120) -> bytes:
+    """PNG bytes: accuracy bars per task, RULER average by length, speed ratio (model/baseline)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    roles = _roles(report)
+    models = report["models"]
+    colors = {"baseline": "#7f7f7f", "model": "#76b900"}
+    fig = Figure(figsize=(17, 4.8))
+    FigureCanvasAgg(fig)
+    ax_acc, ax_bpb, ax_ruler, ax_speed = fig.subplots(1, 4, gridspec_kw={"width_ratios": [2, 0.8, 1.4, 1]})
+
+    pairs = [(t, m) for t, m in accuracy_rows(report) if not any(x in m for x in _PLOT_EXCLUDE)]
+    lower_better = [(t, m) for t, m in pairs if m in _LOWER_IS_BETTER]
+    higher_better = [(t, m) for t, m in pairs if m not in _LOWER_IS_BETTER]
+    for ax, chosen, title in ((ax_acc, higher_better, "lm-eval accuracy (higher is better)"),
+                              (ax_bpb, lower_better, "lm-eval (lower is better)")):
+        _grouped_bars(ax, report, roles, chosen, colors)
+        ax.set_title(title, fontsize=10)
+    if higher_better:
+        ax_acc.set_ylim(0, 1.05)
+    lengths = ruler_lengths(report)
+    for role in roles:
+        avg = models[role].get("ruler_average") or {}
+        if avg:
+            ax_ruler.plot([int(x) for x in lengths], [avg.get(x, math.nan) for x in lengths], "o-", label=f"{role} (avg)",
+                          color=colors[role], linewidth=2)
+        for task, by_len in (models[role].get("ruler") or {}).items():
+            ax_ruler.plot([int(x) for x in lengths], [by_len.get(x, math.nan) for x in lengths], ":",
+                          color=colors[role], alpha=0.35, linewidth=1)
+    ax_ruler.set_title("RULER by context length (dotted: tasks)")
+    ax_ruler.set_xlabel("tokens")
+    ax_ruler.set_ylim(-0.02, 1.02)
+    if lengths:
+        ax_ruler.set_xscale("log", base=2)
+        ax_ruler.set_xticks([int(x) for x in lengths])
+        ax_ruler.set_xticklabels(lengths, fontsize=8)
+        ax_ruler.legend(fontsize=8)
+    else:
+        ax_ruler.text(0.5, 0.5, "RULER not run", ha="center", va="center", transform=ax_ruler.transAxes)
+
+    speed = report.get("speed")
+    ratio: Optional[Dict[str, float]] = None
+    if speed and "model" in speed.get("ratios", {}) and speed.get("baseline") == "baseline":
+        ratio = speed["ratios"]["model"]
+    if ratio:
+        labels = ["decode\nthroughput", "TTFT\nspeedup"]
+        vals = [ratio["throughput_ratio"], ratio["ttft_speedup"]]
+        ax_speed.bar(labels, vals, color=colors["model"])
+        ax_speed.axhline(1.0, color=colors["baseline"], linestyle="--", linewidth=1)
+        for i, v in enumerate(vals):
+            ax_speed.text(i, v, f"{v:.2f}x", ha="center", va="bottom", fontsize=9)
+        s = speed["settings"]
+        ax_speed.set_title(f"speed model/baseline\n(in {s['input_len']}, out {s['output_len']}, batch {s['batch_size']})",
+                           fontsize=9)
+    else:
+        ax_speed.text(0.5, 0.5, "no speed comparison\n(needs a baseline)", ha="center", va="center",
+                      transform=ax_speed.transAxes)
+        ax_speed.set_axis_off()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

@@ -1,0 +1,282 @@
+"""Evaluation: offline RULER generation and scoring, lm-eval on local tasks, speed, the report.
+
+Runs offline on CPU with a tiny random NemotronH (hidden 64) and the default 32000-token
+tokenizer. Scores of a random model are meaningless; the tests check shapes, sizes, ranges,
+determinism and that nothing reaches the network.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import re
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from conftest import TINY_ARCH
+from nemo_minitron.data import load_default_tokenizer
+from nemo_minitron.evaluate import (CLOZE_MC, CORPUS_PPL, cloze_records, compare_speed, evaluate_checkpoint,
+                                    generate_ruler_samples, materialize_tasks, register_generation_task, run_lm_eval,
+                                    run_ruler, score_all, score_part, string_match_all, string_match_part,
+                                    unregister_local_task)
+from nemo_minitron.evaluate.ruler import TASKS as RULER_TASKS
+from nemo_minitron.evaluate.ruler import largest_fitting, size_sample
+from nemo_minitron.models import build_model, save_checkpoint
+
+ARCH_32K = dataclasses.replace(TINY_ARCH, vocab_size=32000).validate()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Generated lm-eval task files go to a temporary cache, not the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NEMO_MINITRON_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_default_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, tokenizer):
+    """Two tiny random NemotronH checkpoints (different seeds) with the default tokenizer."""
+    root = tmp_path_factory.mktemp("ckpt")
+    paths = {}
+    for name, seed in (("teacher", 0), ("student", 1)):
+        model = build_model(ARCH_32K, seed=seed).eval()
+        paths[name] = str(save_checkpoint(model, root / name, tokenizer=tokenizer))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build_model(ARCH_32K, seed=0).eval()
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+# --------------------------------------------------------------------------- RULER
+@pytest.mark.parametrize("length", [512, 1024, 3000])
+def test_ruler_prompts_fit_and_fill_their_length(tokenizer, length):
+    samples = generate_ruler_samples(tokenizer, [length], samples_per_task=2, seed=0)
+    assert {s.task for s in samples} == set(RULER_TASKS)
+    for s in samples:
+        prompt_tokens = len(tokenizer(s.prompt)["input_ids"])
+        answer_tokens = len(tokenizer(" " + ", ".join(s.references), add_special_tokens=False)["input_ids"])
+        assert prompt_tokens == s.prompt_tokens
+        assert prompt_tokens + answer_tokens <= length, s.task
+        assert prompt_tokens + s.max_new_tokens <= length, s.task
+        assert s.max_new_tokens >= answer_tokens
+        # The haystack is grown to the budget, not left short (units are at most ~30 tokens).
+        assert prompt_tokens >= length - s.max_new_tokens - 40, (s.task, prompt_tokens, s.max_new_tokens)
+
+
+def test_ruler_answers_are_in_the_prompt_and_well_defined(tokenizer):
+    for s in generate_ruler_samples(tokenizer, [1024], samples_per_task=2, seed=3):
+        context = s.prompt.rsplit("\n", 1)[0]
+        for ref in s.references:
+            assert ref in context, (s.task, ref)
+        if s.task == "niah_single":
+            assert len(s.references) == 1 and re.fullmatch(r"\d{7}", s.references[0])
+            assert "The grass is green. The sky is blue." in s.prompt
+        if s.task in ("niah_multivalue", "niah_multiquery"):
+            assert len(set(s.references)) == 4
+        if s.task == "vt":
+            assert len(s.references) == 5 and f"VAR {s.references[0]} = " in s.prompt
+        if s.task == "cwe":
+            words = re.findall(r"\d+\. ([a-z]+)", context)
+            counts = collections.Counter(words)
+            top = {w for w, _ in counts.most_common(10)}
+            assert top == set(s.references)
+            assert min(counts[w] for w in top) > max(c for w, c in counts.items() if w not in top)
+        if s.task == "fwe":
+            words = context.split("coded words. ", 1)[1].split()
+            counts = collections.Counter(w for w in words if w != "...")
+            assert [w for w, _ in counts.most_common(3)] == s.references
+
+
+def test_ruler_is_deterministic_per_seed(tokenizer):
+    a = generate_ruler_samples(tokenizer, [512], samples_per_task=2, seed=7)
+    b = generate_ruler_samples(tokenizer, [512], samples_per_task=2, seed=7)
+    c = generate_ruler_samples(tokenizer, [512], samples_per_task=2, seed=8)
+    assert [(s.prompt, s.references) for s in a] == [(s.prompt, s.references) for s in b]
+    assert [s.prompt for s in a] != [s.prompt for s in c]
+    assert a[0].prompt != a[1].prompt  # samples of one task differ
+
+
+def test_ruler_too_short_length_is_a_clear_error(tokenizer):
+    with pytest.raises(ValueError, match="does not fit in 64 tokens"):
+        size_sample(RULER_TASKS["cwe"], tokenizer, 64, 0)
+    with pytest.raises(ValueError, match="unknown RULER tasks"):
+        generate_ruler_samples(tokenizer, [512], tasks=["qa_1"])
+
+
+def test_largest_fitting_finds_the_boundary():
+    for limit in (0, 1, 5, 99, 1000, 12345):
+        for guess in (1, 10, 1000, 50000):
+            assert largest_fitting(lambda n: n <= limit, guess) == limit
+    assert largest_fitting(lambda n: False, 10) is None
+
+
+def test_scorer_rewards_right_answers_only():
+    refs = ["1234567", "Apple"]
+    assert score_all("1234567 and apple", refs) == 1.0
+    assert score_all("only 1234567", refs) == 0.5
+    assert score_all("nothing", refs) == 0.0
+    assert score_part("only 1234567", refs) == 1.0
+    assert score_part("nothing", refs) == 0.0
+    assert string_match_all(["1234567 apple", "apple"], [refs, refs]) == pytest.approx(0.75)
+    assert string_match_part(["x", "apple"], [refs, refs]) == pytest.approx(0.5)
+
+
+class _Oracle(nn.Module):
+    """Stands in for a model: ``generate`` answers every known prompt with ``answers[prompt]``."""
+
+    def __init__(self, tokenizer, answers: dict):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.tokenizer, self.answers = tokenizer, answers
+
+    def generate(self, input_ids, max_new_tokens, **kwargs):
+        prompt = self.tokenizer.decode(input_ids[0], skip_special_tokens=True)
+        answer = self.tokenizer(self.answers[prompt], add_special_tokens=False, return_tensors="pt")["input_ids"]
+        return torch.cat([input_ids, answer[:, :max_new_tokens]], dim=1)
+
+
+def test_run_ruler_scores_an_oracle_1_and_a_liar_less(tokenizer):
+    lengths, tasks = [512], ["niah_multivalue", "vt", "fwe"]
+    samples = generate_ruler_samples(tokenizer, lengths, tasks, samples_per_task=2, seed=0)
+    decoded = {tokenizer.decode(tokenizer(s.prompt)["input_ids"], skip_special_tokens=True): s for s in samples}
+    right = _Oracle(tokenizer, {p: " " + ", ".join(s.references) for p, s in decoded.items()})
+    half = _Oracle(tokenizer, {p: " " + ", ".join(s.references[: len(s.references) // 2]) for p, s in decoded.items()})
+    assert run_ruler(right, tokenizer, lengths, tasks, samples_per_task=2, seed=0) == {t: {512: 1.0} for t in tasks}
+    partial = run_ruler(half, tokenizer, lengths, tasks, samples_per_task=2, seed=0)
+    assert all(0.0 < partial[t][512] < 1.0 for t in tasks)
+
+
+def test_run_ruler_generates_with_a_real_model(tiny_model, tokenizer):
+    out = []
+    scores = run_ruler(tiny_model, tokenizer, [256], ["niah_single", "vt"], samples_per_task=1,
+                       max_new_tokens=8, samples_out=out)
+    assert set(scores) == {"niah_single", "vt"}
+    assert all(0.0 <= v[256] <= 1.0 for v in scores.values())
+    assert all(isinstance(s.prediction, str) and s.prompt_tokens + s.max_new_tokens <= 256 for s in out)
+    again = []
+    run_ruler(tiny_model, tokenizer, [256], ["niah_single"], samples_per_task=1, max_new_tokens=8, samples_out=again)
+    assert again[0].prediction == out[0].prediction  # greedy: same sample, same answer
+
+
+# --------------------------------------------------------------------------- lm-eval
+def test_cloze_records_are_deterministic_and_well_formed():
+    docs = [" ".join(f"Document {d} says thing number {i} about topic {d}." for i in range(8)) for d in range(6)]
+    items = cloze_records(docs, num_items=20, seed=1)
+    assert items == cloze_records(docs, num_items=20, seed=1)
+    assert items != cloze_records(docs, num_items=20, seed=2)
+    assert len(items) == 20
+    for item in items:
+        assert len(item["choices"]) == 4 and len(set(item["choices"])) == 4
+        doc = re.search(r"Document (\d+)", item["context"]).group(1)
+        assert f"Document {doc} " in item["choices"][item["label"]]
+        assert sum(f"Document {doc} " in c for c in item["choices"]) == 1
+
+
+def test_materialized_tasks_are_local_yaml_with_absolute_data(tmp_path):
+    register_generation_task("test_echo_yaml", [{"prompt": "Say yes:", "answer": "yes"}], overwrite=True)
+    try:
+        folders = materialize_tasks([CLOZE_MC, "test_echo_yaml"], root=tmp_path)
+        again = materialize_tasks([CLOZE_MC, "test_echo_yaml"], root=tmp_path)
+    finally:
+        unregister_local_task("test_echo_yaml")
+    assert folders == again
+    for folder in folders:
+        (config_file,) = folder.glob("*.yaml")
+        config = yaml.safe_load(config_file.read_text())
+        data = Path(config["dataset_kwargs"]["data_files"]["test"])
+        assert config["dataset_path"] == "json" and data.is_absolute() and data.is_file()
+        assert len(list(folder.glob("*.jsonl"))) == 1
+    echo = yaml.safe_load((folders[1] / "test_echo_yaml.yaml").read_text())
+    assert echo["output_type"] == "generate_until" and echo["metric_list"][0]["metric"] == "exact_match"
+
+
+def test_lm_eval_runs_offline_on_local_tasks(checkpoints, no_network):
+    records = [{"prompt": f"Repeat the word: {w}\nWord:", "answer": w} for w in ("cat", "dog", "sun")]
+    register_generation_task("test_echo", records, max_gen_toks=4, overwrite=True)
+    try:
+        scores = run_lm_eval(checkpoints["teacher"], tasks=[CORPUS_PPL, CLOZE_MC, "test_echo"], limit=3,
+                             batch_size=4, max_length=256)
+    finally:
+        unregister_local_task("test_echo")
+    assert set(scores) == {CORPUS_PPL, CLOZE_MC, "test_echo"}
+    ppl = scores[CORPUS_PPL]
+    assert ppl["bits_per_byte"] > 0 and ppl["word_perplexity"] > 1 and ppl["num_samples"] == 3
+    mc = scores[CLOZE_MC]
+    assert 0.0 <= mc["acc"] <= 1.0 and 0.0 <= mc["acc_norm"] <= 1.0 and mc["num_samples"] == 3
+    assert scores["test_echo"]["exact_match"] in (0.0, 1 / 3, 2 / 3, 1.0)
+
+
+# --------------------------------------------------------------------------- speed
+def test_compare_speed_returns_positive_figures_and_ratios(tiny_model):
+    other = build_model(dataclasses.replace(ARCH_32K, hidden_size=32, mamba_num_heads=4), seed=1).eval()
+    result = compare_speed({"teacher": tiny_model, "student": other}, input_len=32, output_len=4, repeats=2,
+                           baseline="teacher")
+    assert result["baseline"] == "teacher"
+    for name in ("teacher", "student"):
+        r = result["models"][name]
+        assert r["ttft_s"] > 0 and r["decode_tokens_per_s"] > 0 and r["total_s"] >= r["ttft_s"]
+        assert len(r["timings"]) == 2
+        assert all(math.isfinite(v) and v > 0 for v in result["ratios"][name].values())
+    assert result["ratios"]["teacher"]["throughput_ratio"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="output_len"):
+        compare_speed({"teacher": tiny_model}, input_len=8, output_len=1)
+
+
+# --------------------------------------------------------------------------- report
+def test_evaluate_checkpoint_writes_json_markdown_and_png(checkpoints, tmp_path, no_network):
+    out = tmp_path / "report"
+    report = evaluate_checkpoint(checkpoints["student"], baseline_path=checkpoints["teacher"], output_dir=str(out),
+                                 tasks=[CLOZE_MC], limit=2, ruler_lengths=[256], ruler_samples=1,
+                                 ruler_tasks=["niah_single"], speed_input_len=16, speed_output_len=3,
+                                 speed_repeats=1, device="cpu")
+    data = json.loads((out / "eval_report.json").read_text())
+    assert set(data["models"]) == {"baseline", "model"}
+    for role in ("baseline", "model"):
+        assert 0.0 <= data["models"][role]["lm_eval"][CLOZE_MC]["acc"] <= 1.0
+        assert set(data["models"][role]["ruler"]["niah_single"]) == {"256"}
+    assert data["speed"]["ratios"]["model"]["throughput_ratio"] > 0
+    assert report["files"]["png"] == str(out / "eval_report.png")
+    markdown = (out / "eval_report.md").read_text()
+    for section in ("## Accuracy", "## RULER", "## Speed", "ratio model/baseline", CLOZE_MC, "niah_single"):
+        assert section in markdown
+    assert (out / "eval_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((out / "eval_ruler_samples.jsonl").read_text().splitlines()) == 2
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_eval_signature_parses_as_a_nemo_run_entrypoint(monkeypatch, capsys):
+    from nemo_minitron import cli
+
+    monkeypatch.setitem(cli.STAGES, "eval", cli.Stage("nemo_minitron.evaluate:evaluate_checkpoint", "evaluate"))
+    code = cli.run_stage("eval", ["model_path=/x", "baseline_path=/y", "tasks=['minitron_cloze_mc']",
+                                  "ruler_lengths=[512,1024]", "speed=false", "limit=4", "--dryrun"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "['minitron_cloze_mc']" in printed and "[512, 1024]" in printed
