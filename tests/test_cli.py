@@ -1,0 +1,361 @@
+"""The ``nemo-minitron`` CLI: stage dispatch onto NeMo-Run entrypoints, recipes and YAML configs.
+
+Subprocess tests run the installed console script (``.venv/bin/nemo-minitron``) when it exists,
+else ``python -m nemo_minitron.cli``; in-process tests drive :func:`nemo_minitron.cli.main` with
+a small stand-in stage so that the dispatch machinery is checked without training anything.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+import yaml
+
+from nemo_minitron import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_YAML = ROOT / "configs" / "tiny.yaml"
+PRETRAIN_TARGET = "nemo_minitron.pretrain.pretrain_teacher"
+
+
+def _cli_command() -> List[str]:
+    script = Path(sys.executable).parent / "nemo-minitron"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "nemo_minitron.cli"]
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", COLUMNS="200", PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [*_cli_command(), *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,  # as in CI: no terminal, so no confirmation prompt
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Top level: cheap, no stage imported
+
+
+def test_help_lists_stages_without_importing_them():
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    for name, stage in cli.STAGES.items():
+        assert name in proc.stdout
+        assert stage.summary in proc.stdout
+    # Listing the stages imports neither NeMo-Run nor any stage (torch, Lightning).
+    code = (
+        "import sys, contextlib, io\n"
+        "from nemo_minitron import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert cli.main(['--help']) == 0\n"
+        "heavy = [m for m in ('nemo_run', 'torch', 'lightning', 'transformers') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    check = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_unknown_stage_is_a_clear_error():
+    proc = run_cli("pretrian", "output_dir=x")
+    assert proc.returncode == 2
+    assert "unknown stage 'pretrian'" in proc.stderr
+    assert "Did you mean 'pretrain'" in proc.stderr
+    for name in cli.STAGES:
+        assert name in proc.stderr
+
+
+def test_no_arguments_prints_usage_and_fails():
+    assert cli.main([]) == 2
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run(
+        [sys.executable, "-m", "nemo_minitron.cli", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pretrain" in proc.stdout
+
+
+def test_stage_registry_targets_are_well_formed():
+    for name, stage in cli.STAGES.items():
+        module, sep, attr = stage.target.partition(":")
+        assert sep and module and attr, name
+        assert name.isidentifier() or name.replace("_", "").isalnum()
+
+
+# ---------------------------------------------------------------------------------------------
+# The dispatch machinery, in process, on a stand-in stage (nothing trained)
+
+CALLS: list = []
+
+
+@dataclass
+class ToyPruningConfig:
+    target_hidden_size: Optional[int] = None
+    target_mamba_num_heads: Optional[int] = None
+    drop_layers: Optional[List[int]] = None
+
+
+def toy_stage(
+    output_dir: str,
+    steps: int = 3,
+    lr: float = 1e-3,
+    pruning_config: ToyPruningConfig = ToyPruningConfig(),
+    note: str | None = None,  # PEP 604 on purpose: the CLI normalizes it for NeMo-Run
+    extra: Optional[ToyPruningConfig] = None,  # prune's pattern: an optional config object
+) -> dict:
+    """A stand-in stage that records its call.
+
+    Args:
+        output_dir: where it would write.
+    """
+    CALLS.append(
+        dict(output_dir=output_dir, steps=steps, lr=lr, cfg=pruning_config, note=note, extra=extra)
+    )
+    return {"ok": True}
+
+
+class _FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    import nemo_run.cli.api as nr_api
+
+    monkeypatch.setitem(cli.STAGES, "toy", cli.Stage(f"{__name__}:toy_stage", "a toy stage"))
+    # NeMo-Run remembers a confirmation answer for the whole process; start each test afresh.
+    monkeypatch.setattr(nr_api, "NEMORUN_SKIP_CONFIRMATION", None)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
+    CALLS.clear()
+    yield
+    CALLS.clear()
+
+
+def test_stage_runs_in_this_process_with_typed_and_dotted_overrides(toy, capsys):
+    rc = cli.main(
+        [
+            "toy",
+            "output_dir=/tmp/somewhere",
+            "steps=7",
+            "lr=0.5",
+            "pruning_config.target_hidden_size=32",
+            "pruning_config.drop_layers=[1,3]",
+            "note=hello",
+            "extra.target_mamba_num_heads=4",
+        ]
+    )
+    assert rc == 0, capsys.readouterr()
+    assert len(CALLS) == 1
+    call = CALLS[0]
+    assert call["output_dir"] == "/tmp/somewhere"
+    assert call["steps"] == 7 and isinstance(call["steps"], int)
+    assert call["lr"] == 0.5
+    assert call["cfg"] == ToyPruningConfig(target_hidden_size=32, drop_layers=[1, 3])
+    assert call["note"] == "hello"
+    assert call["extra"] == ToyPruningConfig(target_mamba_num_heads=4)
+
+
+def test_config_objects_are_not_shared(toy, capsys):
+    # Two arguments of one config type, and two runs in one process, each get their own object
+    # (NeMo-Run 0.11 caches parsed values; nemo_minitron.cli parses without that cache).
+    args = ["toy", "output_dir=o", "pruning_config.target_hidden_size=1"]
+    assert cli.main([*args, "extra.target_mamba_num_heads=2"]) == 0, capsys.readouterr()
+    assert cli.main(["toy", "output_dir=o", "pruning_config.drop_layers=[0]"]) == 0
+    first, second = CALLS
+    assert first["cfg"] == ToyPruningConfig(target_hidden_size=1)
+    assert first["extra"] == ToyPruningConfig(target_mamba_num_heads=2)
+    assert second["cfg"] == ToyPruningConfig(drop_layers=[0])
+    assert second["extra"] is None
+
+
+def test_optional_config_object_defaults_to_none(toy, capsys):
+    assert cli.main(["toy", "output_dir=o"]) == 0, capsys.readouterr()
+    assert CALLS[0]["extra"] is None
+    assert CALLS[0]["cfg"] == ToyPruningConfig()
+
+
+def test_dryrun_does_not_run(toy, capsys):
+    rc = cli.main(["toy", "output_dir=o", "steps=11", "--dryrun"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert CALLS == []
+    assert "Dry run" in out and "11" in out
+
+
+def test_bad_value_fails_with_nonzero_status(toy, capsys):
+    rc = cli.main(["toy", "output_dir=o", "steps=many"])
+    assert rc != 0
+    assert CALLS == []
+    rc = cli.main(["toy", "steps=2"])  # output_dir is required
+    assert rc != 0
+    assert CALLS == []
+
+
+def test_terminal_asks_for_confirmation_unless_yes(toy, monkeypatch, capsys):
+    import nemo_run.cli.api as nr_api
+
+    monkeypatch.setattr(sys, "stdin", _FakeTTY("n\n"))
+    assert cli.main(["toy", "output_dir=o"]) == 0
+    assert CALLS == []  # answered "n"
+    assert "Continue?" in capsys.readouterr().out
+
+    monkeypatch.setattr(nr_api, "NEMORUN_SKIP_CONFIRMATION", None)
+    monkeypatch.setattr(sys, "stdin", _FakeTTY(""))
+    assert cli.main(["toy", "output_dir=o", "--yes"]) == 0
+    assert len(CALLS) == 1
+
+
+def test_stage_help_shows_arguments(toy, capsys):
+    rc = cli.main(["toy", "--help"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for arg in ("output_dir", "steps", "pruning_config", "--dryrun", "--yaml", "--factory"):
+        assert arg in out
+
+
+def test_registered_in_nemo_run_namespace(toy):
+    import nemo_run as run
+
+    fn = cli.load_stage("toy")
+    assert fn is toy_stage  # the library function itself is the entrypoint
+    entry = fn.cli_entrypoint
+    assert (entry.name, entry.namespace) == ("toy", cli.NAMESPACE)
+    assert fn.cli_entrypoint is cli.load_stage("toy").cli_entrypoint  # idempotent
+    assert "toy_stage" in run.cli.list_entrypoints()[cli.NAMESPACE]
+
+
+# ---------------------------------------------------------------------------------------------
+# The real pretrain stage (configuration only: nothing is trained here)
+
+
+def _to_yaml(tmp_path: Path, name: str, *args: str) -> dict:
+    out = tmp_path / f"{name}.yaml"
+    proc = run_cli("pretrain", *args, "--to-yaml", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return yaml.safe_load(out.read_text())
+
+
+def test_pretrain_help_shows_arguments():
+    import inspect
+
+    from nemo_minitron.pretrain import pretrain_teacher
+
+    proc = run_cli("pretrain", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for param in inspect.signature(pretrain_teacher).parameters:
+        assert param in proc.stdout
+    for option in ("--dryrun", "--yaml", "--factory", "--yes"):
+        assert option in proc.stdout
+
+
+def test_pretrain_dryrun_with_overrides_trains_nothing(tmp_path):
+    out_dir = tmp_path / "teacher"
+    proc = run_cli("pretrain", f"output_dir={out_dir}", "max_steps=3", "seq_len=64", "--dryrun")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Dry run" in proc.stdout
+    assert "max_steps" in proc.stdout and "seq_len" in proc.stdout
+    assert not out_dir.exists()
+
+    cfg = _to_yaml(tmp_path, "cfg", f"output_dir={out_dir}", "max_steps=3", "seq_len=64")
+    assert cfg == {
+        "_target_": PRETRAIN_TARGET,
+        "_partial_": True,
+        "output_dir": str(out_dir),
+        "max_steps": 3,
+        "seq_len": 64,
+    }
+    assert not out_dir.exists()
+
+
+def test_pretrain_yaml_plus_override(tmp_path):
+    # configs/tiny.yaml has arch_name: tiny, the name of a registered recipe too: it must stay
+    # a string (see nemo_minitron.cli.recipe), which the equality below checks.
+    base = yaml.safe_load(TINY_YAML.read_text())
+    assert base["arch_name"] == "tiny"
+    cfg = _to_yaml(tmp_path, "cfg", "--yaml", str(TINY_YAML), "output_dir=elsewhere", "seq_len=128")
+    expected = {**base, "output_dir": "elsewhere", "seq_len": 128}
+    assert cfg.pop("_target_") == PRETRAIN_TARGET
+    assert cfg.pop("_partial_") is True
+    assert cfg == expected
+
+
+def test_tiny_factory_equals_tiny_yaml(tmp_path):
+    from_factory = _to_yaml(tmp_path, "factory", "--factory", "tiny", "output_dir=o")
+    from_yaml = _to_yaml(tmp_path, "yaml", "--yaml", str(TINY_YAML), "output_dir=o")
+    assert from_factory == from_yaml
+
+
+def test_tiny_recipe_is_a_partial_of_pretrain_teacher():
+    import inspect
+
+    import nemo_run as run
+
+    from nemo_minitron.pretrain import pretrain_teacher
+    from recipes.tiny import tiny_pretrain
+
+    recipe = tiny_pretrain(output_dir="x")
+    assert isinstance(recipe, run.Partial)
+    assert recipe.__fn_or_cls__ is pretrain_teacher
+    assert recipe.output_dir == "x"
+    # Every key of the YAML form is a real argument of the function.
+    params = inspect.signature(pretrain_teacher).parameters
+    assert set(yaml.safe_load(TINY_YAML.read_text())) <= set(params)
+
+
+def test_register_all_for_nemo_command():
+    import nemo_run as run
+
+    loaded = cli.register_all(strict=True)
+    assert set(loaded) == set(cli.STAGES)
+    names = {e.name for e in run.cli.list_entrypoints()[cli.NAMESPACE].values()}
+    assert set(cli.STAGES) <= names
+
+
+def _nemo_entry_point_installed() -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.name == cli.NAMESPACE for ep in entry_points(group="nemo_run.cli"))
+
+
+@pytest.mark.skipif(
+    not _nemo_entry_point_installed(),
+    reason="the nemo_run.cli entry point 'minitron' is not installed (pip install -e .)",
+)
+def test_nemo_minitron_through_nemo_run_cli(tmp_path):
+    nemo = Path(sys.executable).parent / "nemo"
+    env = dict(os.environ, COLUMNS="200", HF_HUB_OFFLINE="1")
+    proc = subprocess.run(
+        [str(nemo), "minitron", "--help"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in cli.STAGES:
+        assert name in proc.stdout
+    proc = subprocess.run(
+        [str(nemo), "minitron", "pretrain", f"output_dir={tmp_path / 't'}", "--dryrun"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Dry run" in proc.stdout
