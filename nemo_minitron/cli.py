@@ -110,9 +110,25 @@ STAGES: Dict[str, Stage] = {
         "nemo_minitron.distill.run:distill_checkpoint",
         "distill a (pruned) student from its teacher with a forward-KL logits loss (resumable)",
     ),
+    "sft_kd": Stage(
+        "nemo_minitron.posttrain.run:sft_kd",
+        "SFT with knowledge distillation from the teacher's cached top-k logits (assistant tokens only)",
+    ),
+    "rpo": Stage(
+        "nemo_minitron.posttrain.run:rpo",
+        "RPO / DPO preference alignment against a frozen reference copy",
+    ),
+    "long_context": Stage(
+        "nemo_minitron.posttrain.run:long_context",
+        "long-context SFT on concatenated conversations with far-apart evidence",
+    ),
     "eval": Stage(
         "nemo_minitron.evaluate:evaluate_checkpoint",
         "evaluate a checkpoint against a baseline: lm-eval tasks, RULER, speed; JSON/Markdown/PNG report",
+    ),
+    "pipeline": Stage(
+        "nemo_minitron.pipeline:pipeline",
+        "base to instruct in one NeMo-Run experiment: teacher, prune, distill, SFT-KD x2, RPO x2, long context, eval",
     ),
 }
 
@@ -356,6 +372,7 @@ def load_stage(name: str) -> Callable[..., Any]:
         )
     for module_name in stage.recipes:
         _import_recipes(module_name)
+    importlib.import_module("nemo_minitron.executors")  # executor=local / executor=slurm factories
     return fn
 
 

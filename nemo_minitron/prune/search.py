@@ -209,6 +209,10 @@ def search_architecture(model_path: str, output_dir: str, target_params: int, to
         _write_json(cand_dir / f"{cand.name}.json", record)
 
     best = pick_best(rows[:top_k], tie_tolerance)
+    selected = out / "selected"  # stable path to the winner's distilled checkpoint, for later stages
+    if selected.is_symlink() or selected.exists():
+        selected.unlink()
+    selected.symlink_to(Path("candidates") / best["name"] / "distilled", target_is_directory=True)
     summary = {"source": source.describe(), "source_params": source.num_params(), "target_params": target_params,
                "tolerance": tolerance, "num_candidates": len(rows), "top_k": top_k, "distill_steps": distill_steps,
                "teacher_loss": lm_loss(model, val), "best": best["name"], "best_record": best}

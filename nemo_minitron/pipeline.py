@@ -1,0 +1,171 @@
+"""Base model to instruct model in one command: the stages of the paper as one NeMo-Run experiment.
+
+teacher (tiny: pretrained here, cached) -> prune -> distill -> [instruct teacher] -> SFT-KD x2
+-> RPO x2 -> long-context SFT -> eval (teacher vs final model).
+
+Every stage writes into its own folder under ``output_dir``. A stage whose folder already holds
+its finished output is skipped, so a rerun continues where the last one stopped (distillation
+stages also resume mid-run from their Lightning checkpoints). Stages run as tasks of one
+``nemo_run.Experiment``: in this process (``launcher="direct"``, the default), as local
+subprocesses (``"local"``), or as dependent Slurm jobs (``"slurm"``; ``dryrun=True`` prints the
+sbatch scripts and submits nothing).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .models import is_complete_checkpoint
+from .prune.config import PruningConfig
+
+LAUNCHERS = ("direct", "local", "slurm")
+
+
+@dataclass
+class SlurmOptions:
+    """Where and how the Slurm launcher submits (see ``nemo_minitron.executors.slurm``)."""
+
+    account: str = "<your-slurm-account>"
+    partition: Optional[str] = None
+    nodes: int = 1
+    gpus_per_node: int = 8
+    time: str = "04:00:00"
+    container_image: Optional[str] = "nvcr.io/nvidia/pytorch:25.01-py3"
+    container_mounts: list[str] = field(default_factory=list)
+    job_dir: str = "/tmp/nemo-minitron-runs"
+    ssh_host: Optional[str] = None
+    ssh_user: str = ""
+
+
+@dataclass
+class Step:
+    name: str
+    fn: Callable[..., Any]
+    kwargs: dict[str, Any]
+    output: Path  #: what the stage produces; its presence marks the stage finished
+
+    def done(self) -> bool:
+        return is_complete_checkpoint(self.output) if self.output.is_dir() else self.output.is_file()
+
+
+def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float = 1.0,
+               use_search: bool = False) -> list[Step]:
+    """The built-in tiny recipe (about 20 minutes on 2 CPU cores at ``scale=1``)."""
+    from .distill.run import distill_checkpoint
+    from .evaluate import evaluate_checkpoint
+    from .posttrain.run import long_context, make_instruct_teacher, rpo, sft_kd
+    from .pretrain import default_teacher_dir, pretrain_teacher
+    from .prune.run import prune_checkpoint
+    from .prune.search import SearchSpace, search_architecture
+
+    def steps(n: int) -> int:
+        return max(2, int(round(n * scale)))
+
+    d = output_dir
+    teacher = Path(teacher_dir) if teacher_dir else default_teacher_dir()
+    pruned, distilled, instruct = d / "01_pruned", d / "02_distilled", d / "03_instruct_teacher"
+    sft1, sft2, rpo1, rpo2, longctx = d / "04_sft_kd_1", d / "05_sft_kd_2", d / "06_rpo_1", d / "07_rpo_2", d / "08_long_context"
+    common = {"progress": True}
+    teacher_kw: dict[str, Any] = {"output_dir": str(teacher)}
+    if scale < 1:  # a quick throwaway teacher (tests); the default one is trained once and cached
+        teacher_kw.update(max_steps=steps(600), warmup_steps=max(1, steps(600) // 10), val_batches=2)
+    out = [Step("teacher", pretrain_teacher, teacher_kw, teacher)]
+    if use_search:
+        search_dir = d / "01_search"
+        out.append(Step("search", search_architecture, dict(
+            model_path=str(teacher), output_dir=str(search_dir), target_params=12_200_000, tolerance=0.05, top_k=3,
+            distill_steps=steps(20), space=SearchSpace(fractions=[1.0, 0.75, 0.625, 0.5])),
+            search_dir / "search_summary.json"))
+        # The selected candidate's distilled checkpoint is the student from here on.
+        pruned = search_dir / "selected"
+    else:
+        out.append(Step("prune", prune_checkpoint, dict(
+            model_path=str(teacher), save_path=str(pruned), num_samples=32, seq_length=256,
+            pruning_config=PruningConfig(target_hidden_size=160, target_ffn_hidden_size=512,
+                                         target_mamba_num_heads=8)), pruned))
+    out += [
+        Step("distill", distill_checkpoint, dict(
+            teacher_path=str(teacher), student_path=str(pruned), save_path=str(distilled), max_steps=steps(150),
+            warmup_steps=steps(10), lr=2e-3, seq_length=256, micro_batch_size=8, global_batch_size=8,
+            val_check_interval=steps(50), **common), distilled),
+        Step("instruct_teacher", make_instruct_teacher, dict(
+            base_teacher_path=str(teacher), save_path=str(instruct), max_steps=steps(300), **common), instruct),
+        Step("sft_kd_1", sft_kd, dict(teacher_path=str(instruct), student_path=str(distilled), save_path=str(sft1),
+                                      round=1, max_steps=steps(100), **common), sft1),
+        Step("sft_kd_2", sft_kd, dict(teacher_path=str(instruct), student_path=str(sft1), save_path=str(sft2),
+                                      round=2, max_steps=steps(100), **common), sft2),
+        Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, max_steps=steps(50), **common),
+             rpo1),
+        Step("rpo_2", rpo, dict(model_path=str(rpo1), save_path=str(rpo2), round=2, max_steps=steps(50), **common),
+             rpo2),
+        Step("long_context", long_context, dict(model_path=str(rpo2), save_path=str(longctx), min_len=1024,
+                                                max_len=2048, max_steps=steps(20), **common), longctx),
+        Step("eval", evaluate_checkpoint, dict(
+            model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
+            ruler_lengths=[512, 1024], ruler_samples=max(2, int(5 * min(scale, 1))), speed_input_len=512,
+            speed_output_len=32, limit=None if scale >= 1 else 20), d / "09_eval" / "eval_report.json"),
+    ]
+    return out
+
+
+RECIPES: dict[str, Callable[..., list[Step]]] = {"tiny": tiny_steps}
+
+
+def _experiment_executor(launcher: str, slurm: Optional[SlurmOptions]) -> Any:
+    import fiddle as fdl
+    import nemo_run as run
+
+    from . import executors
+
+    if launcher == "slurm":
+        opts = slurm or SlurmOptions()
+        return fdl.build(executors.slurm(**opts.__dict__))
+    return fdl.build(executors.local()) if launcher == "local" else run.LocalExecutor()
+
+
+def pipeline(recipe: str = "tiny", output_dir: str = "outputs/pipeline", teacher_dir: Optional[str] = None,
+             scale: float = 1.0, use_search: bool = False, launcher: str = "direct",
+             slurm: Optional[SlurmOptions] = None, dryrun: bool = False, only: Optional[list[str]] = None
+             ) -> dict[str, Any]:
+    """Run every unfinished stage of ``recipe`` into ``output_dir`` and print the final report.
+
+    ``scale`` multiplies every stage's step count (tests use a small value); ``only`` restricts
+    the run to the named stages; finished stages are skipped.
+    """
+    import nemo_run as run
+
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe={recipe!r} is unknown; available: {sorted(RECIPES)}")
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher={launcher!r} must be one of {LAUNCHERS}")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = RECIPES[recipe](out, teacher_dir=teacher_dir, scale=scale, use_search=use_search)
+    if only:
+        unknown = set(only) - {s.name for s in steps}
+        if unknown:
+            raise ValueError(f"only={sorted(unknown)} are not stages of {recipe!r}: {[s.name for s in steps]}")
+    todo = [s for s in steps if not s.done() and (not only or s.name in only)]
+    skipped = [s.name for s in steps if s.done()]
+    print(f"[pipeline] {recipe}: {len(steps)} stages, finished: {skipped or 'none'}, to run: "
+          f"{[s.name for s in todo] or 'none'}")
+    executor = _experiment_executor(launcher, slurm)
+    if todo:
+        with run.Experiment(f"minitron-{recipe}", executor=executor, log_level="WARN") as exp:
+            for step in todo:
+                exp.add(run.Partial(step.fn, **step.kwargs), executor=executor, name=step.name)
+            if dryrun:
+                exp.dryrun()
+                return {"dryrun": True, "to_run": [s.name for s in todo]}
+            exp.run(sequential=True, direct=launcher == "direct")
+    status = {s.name: s.done() for s in steps}
+    summary = {"recipe": recipe, "output_dir": str(out), "skipped": skipped, "ran": [s.name for s in todo],
+               "finished": status}
+    report = out / "09_eval" / "eval_report.md"
+    if report.is_file():
+        print(report.read_text())
+    (out / "pipeline_summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
