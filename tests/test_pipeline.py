@@ -1,0 +1,75 @@
+"""The base-to-instruct pipeline: recipes, Slurm dry run, end to end with skip-on-rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nemo_minitron.arch import preset
+from nemo_minitron.pipeline import MAMBA2_1P3B_TO_780M, NEMOTRON_H_8B_TO_4B, RECIPES, pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250", "TERM": "dumb"}
+    return subprocess.run([sys.executable, "-m", "nemo_minitron.cli", *args], cwd=REPO, env=env, text=True,
+                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_real_scale_recipes_prune_to_the_published_shapes() -> None:
+    assert NEMOTRON_H_8B_TO_4B.pruning.target_widths(preset("nemotron-h-8b")) == preset("nemotron-h-4b")
+    assert MAMBA2_1P3B_TO_780M.pruning.target_widths(preset("mamba2-1.3b")) == preset("mamba2-780m")
+    NEMOTRON_H_8B_TO_4B.pruning.check(preset("nemotron-h-8b"))
+    MAMBA2_1P3B_TO_780M.pruning.check(preset("mamba2-1.3b"))
+    # Paper section 4.2: sequence 8192, batch 768, 60 warm-up steps, ~380B tokens.
+    r = NEMOTRON_H_8B_TO_4B
+    assert (r.seq_length, r.global_batch_size, r.warmup_steps) == (8192, 768, 60)
+    assert abs(r.max_steps * r.global_batch_size * r.seq_length / 1e9 - 380) < 1
+
+
+def test_bad_pipeline_arguments_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="recipe="):
+        pipeline(recipe="nope", output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="launcher="):
+        pipeline(output_dir=str(tmp_path), launcher="k8s")
+    with pytest.raises(ValueError, match="model_path"):
+        pipeline(recipe="nemotron_h_8b_to_4b", output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="only="):
+        pipeline(output_dir=str(tmp_path), teacher_dir=str(tmp_path / "t"), only=["bogus"])
+    assert set(RECIPES) == {"tiny", "nemotron_h_8b_to_4b", "mamba2_1.3b_to_780m"}
+
+
+def test_slurm_dry_run_prints_the_sbatch_script(tmp_path: Path) -> None:
+    result = _cli("pipeline", "recipe=nemotron_h_8b_to_4b", f"output_dir={tmp_path / 'out'}",
+                  "model_path=/lustre/ckpt/nemotron-h-8b", "data_path=/lustre/data/train.jsonl",
+                  "launcher=slurm", "slurm.account=acct42", "slurm.partition=batch", "slurm.nodes=2",
+                  "slurm.gpus_per_node=8", f"slurm.job_dir={tmp_path / 'jobs'}",
+                  "slurm.container_mounts=['/lustre:/lustre']", "dryrun=true", "--yes")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    for expected in ("#SBATCH --account=acct42", "#SBATCH --partition=batch", "#SBATCH --nodes=2",
+                     "#SBATCH --gpus-per-node=8", "#SBATCH --ntasks-per-node=8", "/lustre:/lustre",
+                     "--container-image", "Task prune", "Task distill", "Task eval"):
+        assert expected in out, expected
+    assert not (tmp_path / "out" / "01_pruned").exists()  # nothing ran
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end_then_skips_finished_stages(tmp_path: Path) -> None:
+    out = tmp_path / "pipe"
+    first = pipeline(output_dir=str(out), teacher_dir=str(tmp_path / "teacher"), scale=0.005)
+    assert all(first["finished"].values()), first
+    assert first["ran"] == [name for name in first["finished"]]
+    report = json.loads((out / "09_eval" / "eval_report.json").read_text())
+    assert report  # teacher vs final model, written by the eval stage
+    for stage_dir in ("01_pruned", "02_distilled", "04_sft_kd_1", "05_sft_kd_2", "06_rpo_1", "07_rpo_2",
+                      "08_long_context"):
+        assert (out / stage_dir / "config.json").is_file(), stage_dir
+    second = pipeline(output_dir=str(out), teacher_dir=str(tmp_path / "teacher"), scale=0.005)
+    assert second["ran"] == [] and set(second["skipped"]) == set(first["finished"])
