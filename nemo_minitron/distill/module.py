@@ -8,14 +8,14 @@ and stays in eval mode.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import lightning as L
 import torch
 from torch import nn
 
 from ..training import cosine_with_warmup, make_adamw
-from .losses import Direction, kd_loss, shifted_cross_entropy
+from .losses import Direction, kd_loss, shifted_cross_entropy, shifted_cross_entropy_chunked
 
 
 class VocabularyMismatchError(ValueError):
@@ -36,7 +36,7 @@ class DistillationModule(L.LightningModule):
     def __init__(self, student: nn.Module, teacher: nn.Module, lr: float = 1e-3, min_lr_ratio: float = 0.1,
                  warmup_steps: int = 10, total_steps: int = 100, weight_decay: float = 0.01,
                  temperature: float = 1.0, direction: Direction = "forward", kd_weight: float = 1.0,
-                 ce_weight: float = 0.0, chunk_tokens: int = 1024):
+                 ce_weight: float = 0.0, chunk_tokens: Optional[int] = None):
         super().__init__()
         check_same_vocabulary(student, teacher)
         self.student = student
@@ -68,11 +68,22 @@ class DistillationModule(L.LightningModule):
         with torch.no_grad():
             teacher_logits = self.teacher(input_ids=ids, use_cache=False).logits
         hp = self.hparams
-        kd = kd_loss(student_logits[:, :-1], teacher_logits[:, :-1], None if mask is None else mask[:, 1:],
-                     temperature=hp.temperature, direction=hp.direction, chunk_tokens=hp.chunk_tokens)
-        student_ce = shifted_cross_entropy(student_logits, ids, mask)
-        with torch.no_grad():
-            teacher_ce = shifted_cross_entropy(teacher_logits, ids, mask)
+        # Position i predicts token i+1, so the last position has no target. Weighting it 0 rather
+        # than slicing it off keeps the [B, S, V] logits contiguous: a slice would make kd_loss
+        # copy both logit tensors (and keep the student copy alive until backward).
+        valid = torch.ones(ids.shape, dtype=torch.float32, device=ids.device)
+        valid[:, -1] = 0
+        if mask is not None:
+            valid[:, :-1] = mask[:, 1:].to(valid.dtype)
+        kd = kd_loss(student_logits, teacher_logits, valid, temperature=hp.temperature, direction=hp.direction,
+                     chunk_tokens=hp.chunk_tokens)
+        # Cross-entropies for the log are computed in chunks without autograd, so logging them costs
+        # no [tokens, vocab] copies; only a trained CE term (ce_weight > 0) needs the autograd version.
+        if hp.ce_weight:
+            student_ce = shifted_cross_entropy(student_logits, ids, mask)
+        else:
+            student_ce = shifted_cross_entropy_chunked(student_logits, ids, mask, hp.chunk_tokens)
+        teacher_ce = shifted_cross_entropy_chunked(teacher_logits, ids, mask, hp.chunk_tokens)
         loss = hp.kd_weight * kd + (hp.ce_weight * student_ce if hp.ce_weight else 0.0)
         return {"loss": loss, "kd": kd.detach(), "student_ce": student_ce.detach(), "teacher_ce": teacher_ce}
 
