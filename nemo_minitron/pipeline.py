@@ -64,49 +64,60 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
     def steps(n: int) -> int:
         return max(2, int(round(n * scale)))
 
+    def schedule(n: int, warmup_fraction: float = 0.1) -> dict[str, int]:
+        """max_steps scaled, warm-up scaled with it (a warm-up longer than the run is an error)."""
+        return {"max_steps": steps(n), "warmup_steps": max(1, int(steps(n) * warmup_fraction))}
+
+    quick = scale < 0.1  # test-sized: tiny calibration, short sequences, a token evaluation
+    seq = 64 if quick else 256
     d = output_dir
     teacher = Path(teacher_dir) if teacher_dir else default_teacher_dir()
     pruned, distilled, instruct = d / "01_pruned", d / "02_distilled", d / "03_instruct_teacher"
     sft1, sft2, rpo1, rpo2, longctx = d / "04_sft_kd_1", d / "05_sft_kd_2", d / "06_rpo_1", d / "07_rpo_2", d / "08_long_context"
-    common = {"progress": True}
+    post = {"progress": True, "seq_length": seq}
     teacher_kw: dict[str, Any] = {"output_dir": str(teacher)}
-    if scale < 1:  # a quick throwaway teacher (tests); the default one is trained once and cached
-        teacher_kw.update(max_steps=steps(600), warmup_steps=max(1, steps(600) // 10), val_batches=2)
+    if scale < 1:  # a throwaway teacher (tests); the default one is trained once and cached
+        teacher_kw.update(schedule(600, 0.05), val_batches=2, seq_len=seq)
     out = [Step("teacher", pretrain_teacher, teacher_kw, teacher)]
     if use_search:
         search_dir = d / "01_search"
         out.append(Step("search", search_architecture, dict(
             model_path=str(teacher), output_dir=str(search_dir), target_params=12_200_000, tolerance=0.05, top_k=3,
-            distill_steps=steps(20), space=SearchSpace(fractions=[1.0, 0.75, 0.625, 0.5])),
+            distill_steps=steps(20), seq_length=seq, space=SearchSpace(fractions=[1.0, 0.75, 0.625, 0.5])),
             search_dir / "search_summary.json"))
         # The selected candidate's distilled checkpoint is the student from here on.
         pruned = search_dir / "selected"
     else:
         out.append(Step("prune", prune_checkpoint, dict(
-            model_path=str(teacher), save_path=str(pruned), num_samples=32, seq_length=256,
+            model_path=str(teacher), save_path=str(pruned), num_samples=4 if quick else 32, seq_length=seq,
+            layer_importance_samples=4 if quick else 32,
             pruning_config=PruningConfig(target_hidden_size=160, target_ffn_hidden_size=512,
                                          target_mamba_num_heads=8)), pruned))
     out += [
         Step("distill", distill_checkpoint, dict(
-            teacher_path=str(teacher), student_path=str(pruned), save_path=str(distilled), max_steps=steps(150),
-            warmup_steps=steps(10), lr=2e-3, seq_length=256, micro_batch_size=8, global_batch_size=8,
-            val_check_interval=steps(50), **common), distilled),
+            teacher_path=str(teacher), student_path=str(pruned), save_path=str(distilled), **schedule(150),
+            lr=2e-3, seq_length=seq, micro_batch_size=8, global_batch_size=8, val_check_interval=steps(50),
+            limit_val_batches=2 if quick else 8, progress=True), distilled),
         Step("instruct_teacher", make_instruct_teacher, dict(
-            base_teacher_path=str(teacher), save_path=str(instruct), max_steps=steps(300), **common), instruct),
+            base_teacher_path=str(teacher), save_path=str(instruct), **schedule(300), **post,
+            **({"num_train": 64} if quick else {})), instruct),
         Step("sft_kd_1", sft_kd, dict(teacher_path=str(instruct), student_path=str(distilled), save_path=str(sft1),
-                                      round=1, max_steps=steps(100), **common), sft1),
+                                      round=1, **schedule(100), **post, **({"num_train": 32} if quick else {})), sft1),
         Step("sft_kd_2", sft_kd, dict(teacher_path=str(instruct), student_path=str(sft1), save_path=str(sft2),
-                                      round=2, max_steps=steps(100), **common), sft2),
-        Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, max_steps=steps(50), **common),
-             rpo1),
-        Step("rpo_2", rpo, dict(model_path=str(rpo1), save_path=str(rpo2), round=2, max_steps=steps(50), **common),
-             rpo2),
-        Step("long_context", long_context, dict(model_path=str(rpo2), save_path=str(longctx), min_len=1024,
-                                                max_len=2048, max_steps=steps(20), **common), longctx),
+                                      round=2, **schedule(100), **post, **({"num_train": 32} if quick else {})), sft2),
+        Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, **schedule(50), **post,
+                                **({"num_prompts": 16} if quick else {})), rpo1),
+        Step("rpo_2", rpo, dict(model_path=str(rpo1), save_path=str(rpo2), round=2, **schedule(50), **post,
+                                **({"num_prompts": 16} if quick else {})), rpo2),
+        Step("long_context", long_context, dict(
+            model_path=str(rpo2), save_path=str(longctx), min_len=256 if quick else 1024,
+            max_len=512 if quick else 2048, **schedule(20), progress=True, **({"num_train": 4} if quick else {})),
+             longctx),
         Step("eval", evaluate_checkpoint, dict(
             model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
-            ruler_lengths=[512, 1024], ruler_samples=max(2, int(5 * min(scale, 1))), speed_input_len=512,
-            speed_output_len=32, limit=None if scale >= 1 else 20), d / "09_eval" / "eval_report.json"),
+            ruler_lengths=[256] if quick else [512, 1024], ruler_samples=1 if quick else 5,
+            speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
+            limit=5 if quick else None), d / "09_eval" / "eval_report.json"),
     ]
     return out
 
