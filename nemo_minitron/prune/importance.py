@@ -251,6 +251,7 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
 def _skip_layer_kl(model: nn.Module, layers: list, batch: torch.Tensor, full_logits: torch.Tensor) -> torch.Tensor:
     """Per layer: sum over samples of the token-mean KL(full || model without that layer)."""
     log_p = F.log_softmax(full_logits.float(), dim=-1)
+    p = log_p.exp()  # once, not per layer
     out = torch.zeros(len(layers), dtype=torch.float64)
     for layer in layers:
         handle = layer.block.register_forward_hook(
@@ -259,7 +260,7 @@ def _skip_layer_kl(model: nn.Module, layers: list, batch: torch.Tensor, full_log
             log_q = F.log_softmax(model(input_ids=batch, use_cache=False).logits.float(), dim=-1)
         finally:
             handle.remove()
-        kl = (log_p.exp() * (log_p - log_q)).sum(-1)  # [batch, seq]
+        kl = log_q.neg_().add_(log_p).mul_(p).sum(-1)  # KL(p || q) per token, in place on log_q
         out[layer.index] = kl.mean(dim=-1).sum().item()
     return out
 

@@ -107,8 +107,8 @@ class PruningPlan:
                 hidden=list(data["hidden"]),
                 **{axis: {int(k): list(v) for k, v in data.get(axis, {}).items()} for axis in _ALL_AXES},
             )
-        except (KeyError, TypeError) as err:
-            raise PlanError(f"not a pruning plan: {err}") from err
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise PlanError(f"not a pruning plan: {err!r}") from err
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -120,7 +120,11 @@ class PruningPlan:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"pruning plan {path} not found")
-        return cls.from_dict(json.loads(path.read_text())).validate()
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise PlanError(f"{path} is not a pruning plan: invalid JSON ({err})") from err
+        return cls.from_dict(data).validate()
 
 
 _LAYER_AXES = {MAMBA: ("mamba_heads", "mamba_channels"), MLP: ("ffn",), ATTENTION: ("attention_heads",)}

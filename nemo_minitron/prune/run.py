@@ -78,8 +78,9 @@ def prune_checkpoint(model_path: str, save_path: str, pruning_config: Optional[P
         "model_path": str(model_path), "source": source.describe(), "target": plan.target.describe(),
         "source_params": source.num_params(), "target_params": plan.target.num_params(),
         "kept_layers": plan.kept_layers, "pruning_config": config.__dict__,
-        "calibration": {"data": calib_data_path or "default offline corpus", "num_samples": num_samples,
-                        "seq_length": seq_length, "reused_scores": scores_path},
+        "calibration": ({"reused_scores": scores_path, **scores.meta} if scores_path else
+                        {"data": calib_data_path or "default offline corpus", "num_samples": num_samples,
+                         "seq_length": seq_length}),
         "seconds": round(time.perf_counter() - start, 2),
     }
 
