@@ -75,6 +75,8 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
     pruned, distilled, instruct = d / "01_pruned", d / "02_distilled", d / "03_instruct_teacher"
     sft1, sft2, rpo1, rpo2, longctx = d / "04_sft_kd_1", d / "05_sft_kd_2", d / "06_rpo_1", d / "07_rpo_2", d / "08_long_context"
     post = {"progress": True, "seq_length": seq}
+    # A 20M-parameter student still misses whole prompts; the checker's answer then serves as chosen.
+    rpo_kw = {"gold_chosen": True}
     teacher_kw: dict[str, Any] = {"output_dir": str(teacher)}
     if scale < 1:  # a throwaway teacher (tests); the default one is trained once and cached
         teacher_kw.update(schedule(600, 0.05), val_batches=2, seq_len=seq)
@@ -105,9 +107,9 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
                                       round=1, **schedule(100), **post, **({"num_train": 32} if quick else {})), sft1),
         Step("sft_kd_2", sft_kd, dict(teacher_path=str(instruct), student_path=str(sft1), save_path=str(sft2),
                                       round=2, **schedule(100), **post, **({"num_train": 32} if quick else {})), sft2),
-        Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, **schedule(50), **post,
+        Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, **schedule(50), **post, **rpo_kw,
                                 **({"num_prompts": 16} if quick else {})), rpo1),
-        Step("rpo_2", rpo, dict(model_path=str(rpo1), save_path=str(rpo2), round=2, **schedule(50), **post,
+        Step("rpo_2", rpo, dict(model_path=str(rpo1), save_path=str(rpo2), round=2, **schedule(50), **post, **rpo_kw,
                                 **({"num_prompts": 16} if quick else {})), rpo2),
         Step("long_context", long_context, dict(
             model_path=str(rpo2), save_path=str(longctx), min_len=256 if quick else 1024,
