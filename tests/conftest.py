@@ -126,3 +126,12 @@ def input_ids(tiny_arch: HybridArch) -> torch.Tensor:
 def logits_fn():
     """The :func:`logits` helper as a fixture, for modules that prefer not to import conftest."""
     return logits
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module: on a shared 2-core machine two threads make tiny passes slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,13 +22,7 @@ ARCHS = {"nemotron_h": TINY_ARCH, "mamba2": TINY_MAMBA2_ARCH}
 TOL = dict(rtol=1e-4, atol=1e-6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads make these tiny passes much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -361,7 +355,7 @@ def trained_teacher(tmp_path_factory):
     pretrain = pytest.importorskip("nemo_minitron.pretrain")
     folder = tmp_path_factory.mktemp("teacher") / "model"
     before = torch.get_num_threads()
-    torch.set_num_threads(1)  # session scope: set up before the module's _one_thread fixture
+    torch.set_num_threads(1)  # session scope: set up before the module-scoped one_torch_thread fixture
     try:
         pretrain.pretrain_teacher(str(folder), arch=TEACHER_ARCH, **TEACHER_KW)
     finally:

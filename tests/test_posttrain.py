@@ -30,13 +30,7 @@ from nemo_minitron.distill.topk import topk_kd_loss, topk_teacher
 from nemo_minitron.posttrain.topk_cache import CacheMismatchError, TopKDataset, build_topk_cache, topk_collate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads make tiny steps much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

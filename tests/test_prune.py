@@ -26,13 +26,7 @@ FAMILIES = ["nemotron_h", "mamba2"]
 ARCHS = {"nemotron_h": TINY_ARCH, "mamba2": TINY_MAMBA2_ARCH}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads make these tiny passes much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def num_params(model: torch.nn.Module) -> int:

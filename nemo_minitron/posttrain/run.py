@@ -152,6 +152,22 @@ def _conversations(data_path: Optional[str], default: Callable[[], list[dict[str
 
 
 # --------------------------------------------------------------------------- stages
+def _plain_sft(model_path: str, dataset: Any, tokenizer: Any, save_path: str, *, lr: float, min_lr_ratio: float,
+               warmup_steps: int, max_steps: int, weight_decay: float, micro_batch_size: int, global_batch_size: int,
+               seed: int, work_dir: Optional[str], accelerator: str, devices: int, strategy: str, precision: str,
+               progress: bool, checkpoint_every: int, ssm_chunk_size: Optional[int]) -> tuple[Any, dict[str, Any]]:
+    """Cross-entropy on assistant tokens only (no teacher): the instruct-teacher and long-context stages."""
+    model = load_model(model_path)
+    set_ssm_chunk_size(model, resolve_chunk_size(ssm_chunk_size, accelerator))
+    module = SFTKDModule(model, lr=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps, total_steps=max_steps,
+                         weight_decay=weight_decay, kd_weight=0.0, sft_weight=1.0)
+    fit = _fit(module, dataset, partial(chat_collate, pad_id=pad_id_of(tokenizer)), micro_batch_size=micro_batch_size,
+               global_batch_size=global_batch_size, max_steps=max_steps, seed=seed,
+               work=Path(work_dir or f"{save_path}.work"), accelerator=accelerator, devices=devices,
+               strategy=strategy, precision=precision, progress=progress, checkpoint_every=checkpoint_every)
+    return module, fit
+
+
 def make_instruct_teacher(base_teacher_path: str, save_path: str, data_path: Optional[str] = None,
                           num_train: int = 4000, seq_length: int = 256, max_steps: int = 300,
                           micro_batch_size: int = 16, global_batch_size: int = 16, lr: float = 1e-3,
@@ -172,15 +188,12 @@ def make_instruct_teacher(base_teacher_path: str, save_path: str, data_path: Opt
     convs = _conversations(data_path, lambda: round_records(1, num_train // 2, seed) +
                            round_records(2, num_train - num_train // 2, seed))
     dataset = ChatDataset(convs, tokenizer, seq_length)
-    model = load_model(base_teacher_path)
-    set_ssm_chunk_size(model, resolve_chunk_size(ssm_chunk_size, accelerator))
-    module = SFTKDModule(model, lr=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps, total_steps=max_steps,
-                         weight_decay=weight_decay, kd_weight=0.0, sft_weight=1.0)
-    work = Path(work_dir or f"{save_path}.work")
-    fit = _fit(module, dataset, partial(chat_collate, pad_id=pad_id_of(tokenizer)), micro_batch_size=micro_batch_size,
-               global_batch_size=global_batch_size, max_steps=max_steps, seed=seed, work=work,
-               accelerator=accelerator, devices=devices, strategy=strategy, precision=precision, progress=progress,
-               checkpoint_every=checkpoint_every)
+    module, fit = _plain_sft(base_teacher_path, dataset, tokenizer, save_path, lr=lr, min_lr_ratio=min_lr_ratio,
+                             warmup_steps=warmup_steps, max_steps=max_steps, weight_decay=weight_decay,
+                             micro_batch_size=micro_batch_size, global_batch_size=global_batch_size, seed=seed,
+                             work_dir=work_dir, accelerator=accelerator, devices=devices, strategy=strategy,
+                             precision=precision, progress=progress, checkpoint_every=checkpoint_every,
+                             ssm_chunk_size=ssm_chunk_size)
     summary = {"stage": "instruct_sft", "base_teacher_path": str(base_teacher_path), **_public(fit),
                "data": data_path or "built-in tasks, rounds 1+2", "conversations": len(dataset),
                "dropped_too_long": dataset.num_dropped,
@@ -415,15 +428,12 @@ def long_context(model_path: str, save_path: str, min_len: int, max_len: int, da
         dataset = ChatDataset([s.messages for s in samples], tokenizer, max_len)
         lengths = [len(s.input_ids) for s in samples]
         distances = [s.distance for s in samples]
-    model = load_model(model_path)
-    set_ssm_chunk_size(model, resolve_chunk_size(ssm_chunk_size, accelerator))
-    module = SFTKDModule(model, lr=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps, total_steps=max_steps,
-                         weight_decay=weight_decay, kd_weight=0.0, sft_weight=1.0)
-    work = Path(work_dir or f"{save_path}.work")
-    fit = _fit(module, dataset, partial(chat_collate, pad_id=pad_id_of(tokenizer)), micro_batch_size=micro_batch_size,
-               global_batch_size=global_batch_size, max_steps=max_steps, seed=seed, work=work,
-               accelerator=accelerator, devices=devices, strategy=strategy, precision=precision, progress=progress,
-               checkpoint_every=checkpoint_every)
+    module, fit = _plain_sft(model_path, dataset, tokenizer, save_path, lr=lr, min_lr_ratio=min_lr_ratio,
+                             warmup_steps=warmup_steps, max_steps=max_steps, weight_decay=weight_decay,
+                             micro_batch_size=micro_batch_size, global_batch_size=global_batch_size, seed=seed,
+                             work_dir=work_dir, accelerator=accelerator, devices=devices, strategy=strategy,
+                             precision=precision, progress=progress, checkpoint_every=checkpoint_every,
+                             ssm_chunk_size=ssm_chunk_size)
     summary = {"stage": "long_context", "model_path": str(model_path), **_public(fit),
                "data": data_path or "built-in long kv-recall conversations (round-2 chat filler)",
                "sequences": len(dataset), "min_len": min_len, "max_len": max_len,
