@@ -26,7 +26,7 @@ PYTEST_ARGS ?=
 QUIET_PIP = $(PIP) install -q --disable-pip-version-check
 FILTER_PIP = 2>&1 | { grep -v -E '^WARNING: Location .* is ignored' || true; }
 
-.PHONY: help install demo test clean
+.PHONY: help install demo test test-slow clean
 
 help:
 	@echo "make demo    set up .venv and run the tiny end-to-end demo into $(DEMO_DIR)/"
@@ -53,10 +53,15 @@ demo: $(STAMP)
 	DEMO_DIR="$(DEMO_DIR)" PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 # pytest exits 5 when it collected no test: that is a failure here, with a message.
+# `make test` leaves out tests marked slow (the whole tiny pipeline end to end: ~8-16 min on
+# 2 cores); `make test-slow` runs only those.
 test: $(STAMP)
-	@rc=0; HF_HUB_OFFLINE=1 $(BIN)/pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): failing." >&2; fi; \
 	exit $$rc
+
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m slow $(PYTEST_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis .benchmarks

@@ -117,7 +117,7 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
              longctx),
         Step("eval", evaluate_checkpoint, dict(
             model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
-            ruler_lengths=[256] if quick else [512, 1024], ruler_samples=1 if quick else 5,
+            ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
             limit=5 if quick else None), d / "09_eval" / "eval_report.json"),
     ]
