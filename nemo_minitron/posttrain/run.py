@@ -328,7 +328,8 @@ def rpo(model_path: str, save_path: str, data_path: Optional[str] = None, round:
         loss_type: str = "rpo_bwd_kl", beta: float = 0.1, eta: float = 1.0, sft_weight: float = 0.0,
         num_prompts: int = 256, num_samples: int = 4, temperature: float = 1.0, max_new_tokens: int = 16,
         tasks: Optional[str] = None, gold_chosen: bool = False, seq_length: int = 256, max_steps: int = 50,
-        micro_batch_size: int = 8, global_batch_size: int = 8, lr: float = 1e-5, min_lr_ratio: float = 0.1, warmup_steps: int = 5,
+        micro_batch_size: int = 8, global_batch_size: int = 8, lr: float = 1e-5, min_lr_ratio: float = 0.1,
+        warmup_steps: int = 5,
         weight_decay: float = 0.0, accelerator: str = "cpu", devices: int = 1, strategy: str = "auto",
         precision: str = "32-true", seed: int = 0, ssm_chunk_size: Optional[int] = None,
         work_dir: Optional[str] = None, checkpoint_every: int = 50, progress: bool = True) -> dict[str, Any]:
@@ -337,7 +338,8 @@ def rpo(model_path: str, save_path: str, data_path: Optional[str] = None, round:
     Pairs: ``data_path`` (preference JSONL: prompt, chosen, rejected, optional rewards) or, by
     default, sampled from the model itself: ``num_samples`` answers at ``temperature`` for each
     of ``num_prompts`` built-in task prompts (``tasks``: comma-separated, default all five),
-    rewarded 1/0 by the task checker; chosen = a correct sample, rejected = an incorrect one.
+    rewarded 1/0 by the task checker; chosen = a correct sample, rejected = an incorrect one
+    (with ``gold_chosen`` the checker's reference answer is chosen where every sample is wrong).
     Loss: ``loss_type`` in rpo_bwd_kl | rpo_fwd_kl | rpo_sq | dpo with a = beta x (policy-vs-
     reference log-ratio gap) and b = eta x (reward gap), + ``sft_weight`` x NLL of chosen.
     Sampled pairs are saved to ``<work_dir>/pairs.jsonl`` and reused when the stage resumes.
@@ -395,7 +397,7 @@ def rpo(model_path: str, save_path: str, data_path: Optional[str] = None, round:
                "config": {"loss_type": loss_type, "beta": beta, "eta": eta, "sft_weight": sft_weight, "lr": lr,
                           "max_steps": max_steps, "global_batch_size": global_batch_size, "seq_length": seq_length,
                           "num_prompts": num_prompts, "num_samples": num_samples, "temperature": temperature,
-                          "seed": seed}}
+                          "gold_chosen": gold_chosen, "seed": seed}}
     _save(module.policy, tokenizer, save_path, RPO_SUMMARY, summary, fit["trainer"])
     return summary
 
