@@ -101,6 +101,7 @@ STAGES: Dict[str, Stage] = {
     "prune": Stage(
         "nemo_minitron.prune.run:prune_checkpoint",
         "group-aware Minitron-SSM pruning of a checkpoint (Mamba heads/channels, FFN, embedding, attention, depth)",
+        recipes=("recipes.scale",),
     ),
     "search": Stage(
         "nemo_minitron.prune.search:search_architecture",
@@ -109,6 +110,7 @@ STAGES: Dict[str, Stage] = {
     "distill": Stage(
         "nemo_minitron.distill.run:distill_checkpoint",
         "distill a (pruned) student from its teacher with a forward-KL logits loss (resumable)",
+        recipes=("recipes.scale",),
     ),
     "sft_kd": Stage(
         "nemo_minitron.posttrain.run:sft_kd",
@@ -125,6 +127,11 @@ STAGES: Dict[str, Stage] = {
     "eval": Stage(
         "nemo_minitron.evaluate:evaluate_checkpoint",
         "evaluate a checkpoint against a baseline: lm-eval tasks, RULER, speed; JSON/Markdown/PNG report",
+        recipes=("recipes.scale",),
+    ),
+    "ablations": Stage(
+        "nemo_minitron.ablations:run_ablations",
+        "reproduce the paper's pruning ablations on the tiny teacher (width vs depth, heads vs channels, metrics, ...)",
     ),
     "pipeline": Stage(
         "nemo_minitron.pipeline:pipeline",

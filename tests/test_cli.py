@@ -247,9 +247,9 @@ def test_registered_in_nemo_run_namespace(toy):
 # The real pretrain stage (configuration only: nothing is trained here)
 
 
-def _to_yaml(tmp_path: Path, name: str, *args: str) -> dict:
+def _to_yaml(tmp_path: Path, name: str, *args: str, stage: str = "pretrain") -> dict:
     out = tmp_path / f"{name}.yaml"
-    proc = run_cli("pretrain", *args, "--to-yaml", str(out))
+    proc = run_cli(stage, *args, "--to-yaml", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return yaml.safe_load(out.read_text())
 
@@ -359,3 +359,55 @@ def test_nemo_minitron_through_nemo_run_cli(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "Dry run" in proc.stdout
+
+
+SCALE_CONFIGS = [
+    ("prune", "nemotron_h_8b_to_4b", "nemotron_h_8b_to_4b"), ("distill", "nemotron_h_8b_to_4b", "nemotron_h_8b_to_4b"),
+    ("eval", "nemotron_h_8b_to_4b", "nemotron_h_8b_to_4b"), ("prune", "mamba2_1p3b_to_780m", "mamba2_1.3b_to_780m"),
+    ("distill", "mamba2_1p3b_to_780m", "mamba2_1.3b_to_780m"),
+]
+
+
+@pytest.mark.parametrize("stage,factory,folder", SCALE_CONFIGS)
+def test_scale_recipe_factory_equals_its_yaml(tmp_path, stage, factory, folder):
+    from_factory = _to_yaml(tmp_path, "factory", "--factory", factory, stage=stage)
+    from_yaml = _to_yaml(tmp_path, "yaml", "--yaml", str(ROOT / "configs" / folder / f"{stage}.yaml"), stage=stage)
+    assert from_factory == from_yaml
+
+
+def test_scale_yaml_plus_nested_override(tmp_path):
+    cfg = _to_yaml(tmp_path, "o", "--yaml", str(ROOT / "configs" / "nemotron_h_8b_to_4b" / "prune.yaml"),
+                   "model_path=/m/8b", "pruning_config.target_ffn_hidden_size=14336", stage="prune")
+    assert cfg["model_path"] == "/m/8b"
+    assert cfg["pruning_config"]["target_ffn_hidden_size"] == 14336
+    assert cfg["pruning_config"]["target_hidden_size"] == 3072  # the rest of the recipe is kept
+
+
+def test_recipe_stages_match_the_published_shapes():
+    """The 8B -> 4B factory prunes to the paper's final candidate (hidden 3072, FFN 12288, 112 heads)."""
+    from nemo_minitron.arch import PRESETS
+    from recipes.scale import nemotron_h_8b_to_4b_distill, nemotron_h_8b_to_4b_prune
+
+    prune = nemotron_h_8b_to_4b_prune(model_path="/m", data_path="/d", output_dir="/o")
+    config = prune.pruning_config
+    target = PRESETS["nemotron-h-8b"].replace(hidden_size=config.target_hidden_size,
+                                             ffn_hidden_size=config.target_ffn_hidden_size,
+                                             mamba_num_heads=config.target_mamba_num_heads)
+    assert target == PRESETS["nemotron-h-4b"]
+    distill = nemotron_h_8b_to_4b_distill(model_path="/m", data_path="/d", output_dir="/o")
+    assert (distill.seq_length, distill.global_batch_size, distill.warmup_steps) == (8192, 768, 60)
+    assert distill.student_path == prune.save_path == "/o/01_pruned"
+
+
+@pytest.mark.parametrize("name", ["nemotron_h_8b_to_4b", "mamba2_1.3b_to_780m"])
+def test_pipeline_yaml_dryrun_prints_sbatch(tmp_path, name):
+    proc = run_cli("pipeline", "--yaml", str(ROOT / "configs" / name / "pipeline.yaml"), "slurm.account=acct-x",
+                   f"slurm.job_dir={tmp_path / 'jobs'}", "dryrun=true", "--yes")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "#SBATCH --account=acct-x" in proc.stdout and "gpus-per-node=8" in proc.stdout
+
+
+def test_pipeline_tiny_yaml_resolves(tmp_path):
+    cfg = _to_yaml(tmp_path, "t", "--yaml", str(ROOT / "configs" / "pipeline_tiny.yaml"), "scale=0.05",
+                   stage="pipeline")
+    assert cfg["recipe"] == "tiny" and cfg["scale"] == 0.05 and cfg["launcher"] == "direct"

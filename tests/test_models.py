@@ -429,3 +429,24 @@ def test_logits_shape(family_model, input_ids):
     out = logits(model, input_ids)
     assert out.shape == (2, 32, arch.vocab_size) and not out.requires_grad
     assert torch.isfinite(out).all()
+
+
+def test_attention_free_nemotron_h_generates_with_cache_like_without() -> None:
+    """Depth pruning can drop every attention layer; transformers 5.23 then cannot size the cache."""
+    from nemo_minitron.models.generation import generation_kwargs, needs_counting_cache
+
+    arch = TINY_ARCH.replace(pattern="M-M-")
+    model = make_model(arch).eval()
+    assert needs_counting_cache(model) and not needs_counting_cache(make_model(TINY_ARCH))
+    ids = torch.randint(0, arch.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="Attention layers"):
+        model.generate(input_ids=ids, max_new_tokens=3, do_sample=False)  # the bug this works around
+    with generation_kwargs(model) as extra:
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
+                             **extra)
+    ref = ids
+    with torch.no_grad():
+        for _ in range(5):
+            ref = torch.cat([ref, model(input_ids=ref, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(out, ref)
+    assert not model._forward_hooks  # the counting hook is removed after the call

@@ -42,6 +42,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..models.generation import generation_kwargs
+
 log = logging.getLogger(__name__)
 
 NOISE_SENTENCES: Tuple[str, ...] = (
@@ -450,8 +452,9 @@ def predict(model: torch.nn.Module, tokenizer: Any, sample: RulerSample) -> str:
     enc = tokenizer(sample.prompt, return_tensors="pt")
     input_ids = enc["input_ids"].to(device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                         max_new_tokens=sample.max_new_tokens, do_sample=False, pad_token_id=pad)
+    with generation_kwargs(model) as extra:
+        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                             max_new_tokens=sample.max_new_tokens, do_sample=False, pad_token_id=pad, **extra)
     return postprocess(tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True))
 
 

@@ -28,6 +28,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import torch
 from torch import nn
 
+from ..models.generation import generation_kwargs
+
 log = logging.getLogger(__name__)
 
 
@@ -104,10 +106,11 @@ def time_generate(model: nn.Module, input_ids: torch.LongTensor, output_len: int
         torch.cuda.reset_peak_memory_stats(device)
     sync()
     start = time.perf_counter()
-    out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
-                         min_new_tokens=output_len, max_new_tokens=output_len,
-                         pad_token_id=pad if pad is not None else 0,
-                         stopping_criteria=StoppingCriteriaList([clock]))
+    with generation_kwargs(model) as extra:
+        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
+                             min_new_tokens=output_len, max_new_tokens=output_len,
+                             pad_token_id=pad if pad is not None else 0,
+                             stopping_criteria=StoppingCriteriaList([clock]), **extra)
     sync()
     end = time.perf_counter()
     if out.shape[1] - input_ids.shape[1] != output_len:

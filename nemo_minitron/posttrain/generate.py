@@ -19,6 +19,7 @@ from torch import nn
 
 from nemo_minitron.data.chat import pad_id_of, prompt_messages, tokenize_prompt
 from nemo_minitron.data.instruct_tasks import is_correct
+from nemo_minitron.models.generation import generation_kwargs
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -61,7 +62,8 @@ def generate_ids(model: nn.Module, prompts: Sequence[Sequence[int]], eos_id: int
                 p = list(prompts[i])
                 ids[row, width - len(p):] = torch.as_tensor(p)
                 attn[row, width - len(p):] = 1
-            gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), **kwargs)
+            with generation_kwargs(model) as extra:
+                gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), **kwargs, **extra)
             for row, i in enumerate(idx):
                 new = gen[row, width:].tolist()
                 out[i] = new[:new.index(eos_id)] if eos_id in new else new

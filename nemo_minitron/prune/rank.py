@@ -61,6 +61,12 @@ def choose_layers(scores: ImportanceScores, source: HybridArch, config: PruningC
     return list(range(n))
 
 
+def target_arch(scores: ImportanceScores, source: HybridArch, config: PruningConfig) -> HybridArch:
+    """The exact shape ``config`` prunes ``source`` to, without computing the kept channels."""
+    kept = choose_layers(scores, source, config)
+    return config.target_widths(source).replace(pattern="".join(source.pattern[i] for i in kept))
+
+
 def make_plan(scores: ImportanceScores, config: PruningConfig) -> PruningPlan:
     """Rank every axis the config prunes and return a validated plan."""
     source = scores.arch

@@ -94,12 +94,9 @@ class SearchSpace:
 
 def candidate_arch(source: HybridArch, scores: ImportanceScores, cand: Candidate) -> HybridArch:
     """The exact shape a candidate prunes to (depth chosen by layer importance, as in make_plan)."""
-    config = cand.pruning_config(source)
-    widths = config.target_widths(source)
-    from .rank import choose_layers
+    from .rank import target_arch
 
-    kept = choose_layers(scores, source, config)
-    return widths.replace(pattern="".join(source.pattern[i] for i in kept))
+    return target_arch(scores, source, cand.pruning_config(source))
 
 
 def enumerate_candidates(source: HybridArch, scores: ImportanceScores, target_params: int, tolerance: float,

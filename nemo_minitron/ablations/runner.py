@@ -1,0 +1,296 @@
+"""Run the paper's ablations on a teacher: prune every variant from one set of saved importance
+scores, distill each for the same tokens over several seeds, time decoding, write the report.
+
+Every distillation is a job whose result is cached as JSON under ``output_dir/runs/``, so an
+interrupted run resumes where it stopped; jobs run in ``workers`` single-threaded processes
+(two 1-thread trainings use 2 cores better than one 2-thread training at this size). Decode
+speed is measured after all training, in one process, so that nothing competes with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import shlex
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from ..arch import HybridArch
+from ..models import build_model, is_complete_checkpoint, load_config, load_model, load_tokenizer, save_checkpoint
+from ..prune.importance import SCORES_FILE, ImportanceScores, estimate_importance
+from ..prune.rank import make_plan
+from ..prune.trim import apply_plan
+from .report import write_report
+from .variants import Variant, block_params, build_variants
+
+#: The variant the random-init student copies and is compared with (finding 6).
+PRUNED_REFERENCE = "width"
+
+
+@dataclass(frozen=True)
+class AblationSettings:
+    """How much work each comparison gets. ``DEFAULT`` runs in well under an hour on 2 cores."""
+
+    steps: int = 60  #: distillation steps per student (x global_batch_size x seq_length tokens)
+    seq_length: int = 128
+    micro_batch_size: int = 8
+    global_batch_size: int = 8
+    lr: float = 2e-3
+    warmup_steps: int = 6
+    num_seeds: int = 3  #: distillation seeds (data order; for random init also the initialisation)
+    calibration_samples: int = 32
+    calibration_seq_length: int = 128
+    layer_importance_samples: int = 16
+    match_factor: int = 8  #: the random-init student's long run, in multiples of ``steps``
+    val_rows: int = 0  #: validation rows of ``seq_length`` tokens (0 = the whole held-out split)
+    speed_input_len: int = 256
+    speed_output_len: int = 32
+    speed_repeats: int = 3
+    workers: int = 2
+
+    @property
+    def tokens_per_run(self) -> int:
+        return self.steps * self.global_batch_size * self.seq_length
+
+
+DEFAULT = AblationSettings()
+#: What the test suite runs: every code path, a couple of minutes, numbers meaningless.
+QUICK = AblationSettings(steps=3, seq_length=64, micro_batch_size=2, global_batch_size=2, warmup_steps=1,
+                         num_seeds=1, calibration_samples=4, calibration_seq_length=64, layer_importance_samples=4,
+                         match_factor=2, val_rows=8, speed_input_len=32, speed_output_len=4, speed_repeats=1,
+                         workers=1)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One distillation of one student with one seed (picklable for the worker processes)."""
+
+    variant: str
+    seed: int
+    teacher: str
+    student: str  #: a checkpoint folder, or "" to build ``random_arch`` with ``seed``
+    record: str
+    work: str
+    steps: int
+    settings: AblationSettings
+    random_arch: Optional[dict[str, Any]] = None
+    curve: bool = False  #: validate every ``settings.steps`` steps (the tokens-to-match run)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def validation_rows(tokenizer: Any, settings: AblationSettings) -> torch.Tensor:
+    from ..data.tokens import corpus_tokens
+
+    rows = corpus_tokens(tokenizer, settings.seq_length, split="validation")
+    return rows[: settings.val_rows] if settings.val_rows else rows
+
+
+def read_val_curve(log_dir: Path, tokens_per_step: int) -> list[dict[str, float]]:
+    """``[{step, tokens, val_loss}]`` from the Lightning CSV log (student cross-entropy on the val split)."""
+    points = []
+    for metrics in sorted(log_dir.glob("version_*/metrics.csv")):
+        with metrics.open() as f:
+            for row in csv.DictReader(f):
+                if row.get("val/student_ce"):
+                    step = int(row["step"]) + 1  # Lightning logs the 0-based index of the last batch
+                    points.append({"step": step, "tokens": step * tokens_per_step,
+                                   "val_loss": float(row["val/student_ce"])})
+    return sorted({p["step"]: p for p in points}.values(), key=lambda p: p["step"])
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Distill one student, measure its validation loss, keep the JSON record, drop the weights."""
+    from ..distill.run import distill_checkpoint, validation_loss
+
+    record_path = Path(job.record)
+    if record_path.is_file():
+        return json.loads(record_path.read_text())
+    torch.set_num_threads(1)
+    s, work = job.settings, Path(job.work)
+    student = job.student
+    if job.random_arch is not None:
+        student = str(work / "init")
+        if not is_complete_checkpoint(student):
+            arch = HybridArch(**job.random_arch)
+            save_checkpoint(build_model(arch, seed=job.seed), student, tokenizer=load_tokenizer(job.teacher))
+    start = time.perf_counter()
+    summary = distill_checkpoint(
+        job.teacher, student, str(work / "student"), seq_length=s.seq_length, micro_batch_size=s.micro_batch_size,
+        global_batch_size=s.global_batch_size, max_steps=job.steps, lr=s.lr, warmup_steps=s.warmup_steps,
+        val_check_interval=s.steps if job.curve else job.steps, limit_val_batches=10**6 if job.curve else 0,
+        seed=job.seed, work_dir=str(work / "train"), checkpoint_every=s.steps, progress=False)
+    tokenizer = load_tokenizer(job.teacher)
+    record = {"variant": job.variant, "seed": job.seed, "steps": job.steps,
+              "tokens": job.steps * s.global_batch_size * s.seq_length,
+              "val_loss": validation_loss(load_model(work / "student"), validation_rows(tokenizer, s)),
+              "train_seconds": round(time.perf_counter() - start, 1), "final_train_kd": summary["metrics"].get("kd")}
+    if job.curve:
+        record["curve"] = read_val_curve(work / "train" / "logs", s.global_batch_size * s.seq_length)
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(record_path, record)
+    shutil.rmtree(work, ignore_errors=True)  # a student + optimizer state per job would fill the disk
+    return record
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def run_jobs(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, Any]]:
+    bar = tqdm(total=len(jobs), desc="ablations: distill", unit="run", disable=not progress)
+    results = []
+    if workers <= 1:
+        for job in jobs:
+            results.append(run_job(job))
+            bar.update()
+    else:
+        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+            futures = [pool.submit(run_job, job) for job in jobs]
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.update()
+    bar.close()
+    return results
+
+
+def prepare_students(teacher: torch.nn.Module, tokenizer: Any, scores: ImportanceScores, variants: list[Variant],
+                     out: Path, val: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """Prune (or build at random) every variant once; record its shape, size and zero-shot loss."""
+    from ..distill.run import validation_loss
+
+    source = HybridArch.from_hf_config(teacher.config)
+    info: dict[str, dict[str, Any]] = {}
+    for variant in tqdm(variants, desc="ablations: prune", unit="variant"):
+        folder = out / "students" / variant.name
+        info_file = folder / "variant.json"
+        if info_file.is_file():
+            info[variant.name] = json.loads(info_file.read_text())
+            continue
+        plan = make_plan(scores, variant.config)
+        model = build_model(plan.target, seed=0) if variant.random_init else apply_plan(teacher, plan)
+        if not variant.random_init:
+            save_checkpoint(model, folder / "pruned", tokenizer=tokenizer)
+        arch = plan.target
+        info[variant.name] = {
+            "name": variant.name, "description": variant.description, "random_init": variant.random_init,
+            "arch": arch.describe(), "arch_fields": asdict(arch), "params": arch.num_params(),
+            "block_params": block_params(arch), "block_fraction": block_params(arch) / block_params(source),
+            "kept_layers": plan.kept_layers, "zero_shot_loss": validation_loss(model, val),
+            "pruning_config": {k: v for k, v in variant.config.__dict__.items() if v is not None},
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(info_file, info[variant.name])
+    return info
+
+
+def measure_speed(teacher: torch.nn.Module, out: Path, info: dict[str, dict[str, Any]],
+                  settings: AblationSettings) -> dict[str, Any]:
+    """Decode throughput and TTFT of every distinct pruned shape next to the teacher, in one run."""
+    from ..evaluate.speed import compare_speed
+
+    torch.set_num_threads(1)  # the same single core for everyone: the steadiest CPU comparison
+    models = {"teacher": teacher}
+    models.update({name: load_model(out / "students" / name / "pruned")
+                   for name, rec in info.items() if not rec["random_init"]})
+    return compare_speed(models, input_len=settings.speed_input_len, output_len=settings.speed_output_len,
+                         repeats=settings.speed_repeats, baseline="teacher")
+
+
+def make_jobs(teacher_path: str, out: Path, info: dict[str, dict[str, Any]], settings: AblationSettings) -> list[Job]:
+    jobs = []
+    random_variants = [name for name, rec in info.items() if rec["random_init"]]
+    for name in random_variants:  # the long run first: it is the critical path
+        jobs.append(Job(name, 0, teacher_path, "", str(out / "runs" / f"{name}-long.json"),
+                        str(out / "work" / f"{name}-long"), settings.steps * settings.match_factor, settings,
+                        random_arch=info[name]["arch_fields"], curve=True))
+    for seed in range(settings.num_seeds):
+        for name, rec in info.items():
+            student = "" if rec["random_init"] else str(out / "students" / name / "pruned")
+            jobs.append(Job(name, seed, teacher_path, student, str(out / "runs" / f"{name}-seed{seed}.json"),
+                            str(out / "work" / f"{name}-seed{seed}"), settings.steps, settings,
+                            random_arch=rec["arch_fields"] if rec["random_init"] else None))
+    return jobs
+
+
+def invocation() -> str:
+    """How this process was started, for the report (``scripts/ablations.py --quick``, ``nemo-minitron ...``)."""
+    argv = [Path(sys.argv[0]).name if sys.argv[0].endswith("nemo-minitron") else sys.argv[0], *sys.argv[1:]]
+    return ("" if argv[0].startswith("nemo") else "python ") + shlex.join(argv)
+
+
+def run_ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[str] = None, quick: bool = False,
+                  num_seeds: Optional[int] = None, steps: Optional[int] = None, match_factor: Optional[int] = None,
+                  workers: Optional[int] = None, keep_layers: Optional[int] = None, docs_dir: Optional[str] = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Reproduce the paper's pruning ablations on ``teacher_path`` (default: the built-in tiny teacher).
+
+    Writes ``output_dir/results.{json,md}`` and ``ablations.png``; with ``docs_dir`` also
+    ``docs_dir/results.md`` and ``docs_dir/ablations.png``. ``quick`` is the test suite's
+    setting (every code path in a couple of minutes; its numbers mean nothing). Rerunning with the
+    same ``output_dir`` and settings reuses every finished student and run.
+    """
+    settings = QUICK if quick else DEFAULT
+    overrides = {k: v for k, v in dict(num_seeds=num_seeds, steps=steps, match_factor=match_factor,
+                                       workers=workers).items() if v is not None}
+    settings = replace(settings, **overrides)
+    if settings.num_seeds < 1 or settings.steps < 1 or settings.match_factor < 1:
+        raise ValueError("num_seeds, steps and match_factor must be >= 1")
+    if teacher_path is None:
+        from ..pretrain import ensure_tiny_teacher
+
+        teacher_path = str(ensure_tiny_teacher())
+    elif not is_complete_checkpoint(teacher_path):
+        raise FileNotFoundError(f"teacher_path={teacher_path} is not a checkpoint folder (config.json + weights)")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    settings_file = out / "settings.json"
+    comparable = {k: v for k, v in asdict(settings).items() if k != "workers"}  # workers do not change results
+    if settings_file.is_file() and json.loads(settings_file.read_text()) != comparable:
+        raise ValueError(f"{out} holds runs made with other settings ({settings_file}); use a new output_dir")
+    _write_json(settings_file, comparable)
+    start = time.perf_counter()
+
+    torch.set_num_threads(max(1, settings.workers))
+    teacher, tokenizer = load_model(teacher_path), load_tokenizer(teacher_path)
+    source = HybridArch.from_hf_config(load_config(teacher_path))
+    scores_file = out / SCORES_FILE
+    if scores_file.is_file():
+        scores = ImportanceScores.load(scores_file)
+    else:
+        from ..data.tokens import calibration_tokens
+
+        calibration = calibration_tokens(tokenizer, settings.calibration_samples, settings.calibration_seq_length)
+        scores = estimate_importance(teacher, calibration, kl_max_samples=settings.layer_importance_samples,
+                                     progress=progress)
+        scores.save(scores_file)
+    val = validation_rows(tokenizer, settings)
+    from ..distill.run import validation_loss
+
+    teacher_loss = validation_loss(teacher, val)
+    info = prepare_students(teacher, tokenizer, scores, build_variants(source, scores, keep_layers), out, val)
+    runs = run_jobs(make_jobs(teacher_path, out, info, settings), settings.workers, progress)
+    speed = measure_speed(teacher, out, info, settings)
+    results = {
+        "teacher_path": teacher_path, "teacher": source.describe(), "teacher_params": source.num_params(),
+        "teacher_block_params": block_params(source), "teacher_val_loss": teacher_loss, "settings": asdict(settings),
+        "tokens_per_run": settings.tokens_per_run, "val_tokens": int(val.numel()), "variants": info, "runs": runs,
+        "speed": speed, "pruned_reference": PRUNED_REFERENCE, "seconds": round(time.perf_counter() - start, 1),
+        "torch": torch.__version__, "cpu_count": os.cpu_count(), "command": invocation(),
+    }
+    return write_report(results, out, Path(docs_dir) if docs_dir else None)
