@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", default=None, help="teacher checkpoint (default: the tiny teacher, trained if absent)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets for the test suite (numbers meaningless)")
     parser.add_argument("--seeds", type=int, default=None, help="distillation seeds per student (default 3)")
-    parser.add_argument("--steps", type=int, default=None, help="distillation steps per student (default 60)")
+    parser.add_argument("--steps", type=int, default=None, help="distillation steps per student (default 40)")
     parser.add_argument("--match-factor", type=int, default=None,
                         help="the random-init student's long run, in multiples of --steps (default 8)")
     parser.add_argument("--workers", type=int, default=None, help="parallel single-thread trainings (default 2)")

@@ -131,3 +131,12 @@ def test_cli_stage_resolves_without_running(tmp_path, capsys) -> None:
     assert cli.main(["ablations", f"output_dir={tmp_path / 'a'}", "quick=true", "num_seeds=2", "--dryrun"]) == 0
     out = capsys.readouterr().out
     assert "num_seeds" in out and "2" in out and not (tmp_path / "a").exists()
+
+
+def test_hand_written_discussion_survives_a_rerun(tmp_path) -> None:
+    from nemo_minitron.ablations.report import DISCUSSION_MARKER, kept_discussion
+
+    doc = tmp_path / "results.md"
+    assert kept_discussion(doc) == ""
+    doc.write_text("old tables\n" + DISCUSSION_MARKER + "\nwhy width lost here\n")
+    assert kept_discussion(doc) == "\n" + DISCUSSION_MARKER + "\nwhy width lost here\n"

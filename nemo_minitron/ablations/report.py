@@ -244,6 +244,16 @@ def write_report(results: dict[str, Any], out: Path, docs_dir: Optional[Path] = 
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=str))
     for folder in [out] + ([docs_dir] if docs_dir else []):
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "results.md", markdown)
+        atomic_write_text(folder / "results.md", markdown + kept_discussion(folder / "results.md"))
         atomic_write_bytes(folder / "ablations.png", png)
     return results
+
+
+#: Everything after this line of an existing results.md is hand-written and survives a rerun.
+DISCUSSION_MARKER = "<!-- discussion: kept when the tables above are regenerated -->"
+
+
+def kept_discussion(path: Path) -> str:
+    if not path.is_file() or DISCUSSION_MARKER not in path.read_text():
+        return ""
+    return "\n" + DISCUSSION_MARKER + path.read_text().split(DISCUSSION_MARKER, 1)[1]
