@@ -30,6 +30,8 @@ from nemo_minitron.evaluate.ruler import TASKS as RULER_TASKS
 from nemo_minitron.evaluate.ruler import largest_fitting, size_sample
 from nemo_minitron.models import build_model, save_checkpoint
 
+ROOT = Path(__file__).resolve().parents[1]
+
 ARCH_32K = dataclasses.replace(TINY_ARCH, vocab_size=32000).validate()
 
 
@@ -280,3 +282,21 @@ def test_eval_signature_parses_as_a_nemo_run_entrypoint(monkeypatch, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "['minitron_cloze_mc']" in printed and "[512, 1024]" in printed
+
+
+def test_compare_stages_script_merges_students_into_one_table(checkpoints, tmp_path, no_network):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_stages", ROOT / "scripts" / "compare_stages.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    names = list(checkpoints)
+    out = tmp_path / "cmp"
+    argv = ["--teacher", checkpoints[names[0]], "--model", f"a={checkpoints[names[1]]}",
+            "--model", f"b={checkpoints[names[0]]}", "--out", str(out), "--eval", "tasks=[]",
+            "--eval", "ruler_lengths=[]", "--eval", "speed_input_len=16", "--eval", "speed_output_len=4",
+            "--eval", "speed_repeats=1"]
+    assert script.main(argv) == 0
+    table = (out / "comparison.md").read_text()
+    assert "| metric | teacher | a | b |" in table and "decode throughput vs teacher" in table
+    assert (out / "a" / "eval_report.json").is_file() and (out / "b" / "eval_report.json").is_file()
