@@ -204,8 +204,16 @@ def to_png(results: dict[str, Any]) -> bytes:
     axes[0].scatter(x, [variants[n]["zero_shot_loss"] for n in names], color="tab:red", marker="_", s=300,
                     label="zero-shot (before KD)", zorder=3)
     axes[0].axhline(results["teacher_val_loss"], color="k", ls="--", lw=1, label="teacher")
-    low = min(min(s.mean for s in stats), results["teacher_val_loss"])
-    axes[0].set_ylim(low - 0.3, min(max(variants[n]["zero_shot_loss"] for n in names), low + 4) + 0.2)
+    # Zoom on the pruned students (their gaps are hundredths of a nat); taller bars are clipped
+    # and labelled with their value.
+    pruned_values = [v for n, st in zip(names, stats) if not variants[n]["random_init"]
+                     for v in (st.mean + st.std, variants[n]["zero_shot_loss"])]
+    low = min(min(s.mean - s.std for s in stats), results["teacher_val_loss"])
+    top = max(pruned_values) + 0.25 * (max(pruned_values) - low)
+    axes[0].set_ylim(low - 0.25 * (top - low), top)
+    for i, (n, st) in enumerate(zip(names, stats)):
+        if st.mean > top:
+            axes[0].text(i, top, f"{st.mean:.2f}", ha="center", va="top", fontsize=8, color="white")
     axes[0].set_xticks(list(x), names, rotation=40, ha="right")
     axes[0].set_ylabel("validation loss (nats)")
     axes[0].set_title("loss per student (mean ± std over seeds)")
