@@ -176,7 +176,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     evals_file = out / "evals.json"
     evals = json.loads(evals_file.read_text()) if evals_file.is_file() else {}
     for name, path in stages:
-        key = f"{name}|{path}|{eval_cfg['n_per_task']}"
+        weights = max(Path(path).glob("*.safetensors"), key=lambda f: f.stat().st_mtime)
+        key = f"{name}|{path}|{weights.stat().st_mtime_ns}|{eval_cfg['n_per_task']}"  # a retrained stage is re-evaluated
         if key not in evals:
             log(f"evaluating {name}")
             long_range = tuple(eval_cfg["long_range"]) if name in ("RPO 2", "long-context SFT") else None
