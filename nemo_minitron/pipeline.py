@@ -119,6 +119,7 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
             model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
             ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
+            instruct_tasks=2 if quick else 40,
             limit=5 if quick else None), d / "09_eval" / "eval_report.json"),
     ]
     return out

@@ -300,3 +300,18 @@ def test_compare_stages_script_merges_students_into_one_table(checkpoints, tmp_p
     table = (out / "comparison.md").read_text()
     assert "| metric | teacher | a | b |" in table and "decode throughput vs teacher" in table
     assert (out / "a" / "eval_report.json").is_file() and (out / "b" / "eval_report.json").is_file()
+
+
+def test_evaluate_checkpoint_scores_the_checkable_instruction_tasks(checkpoints, tmp_path, no_network):
+    from nemo_minitron.data.instruct_tasks import TASKS
+
+    report = evaluate_checkpoint(checkpoints["student"], baseline_path=checkpoints["teacher"],
+                                 output_dir=str(tmp_path / "ev"), tasks=[], ruler_lengths=[], speed=False,
+                                 instruct_tasks=2)
+    for role in ("model", "baseline"):
+        instruct = report["models"][role]["instruct"]
+        assert set(instruct["accuracy"]) == set(TASKS) and instruct["n_per_task"] == {t: 2 for t in TASKS}
+        assert instruct["mean_accuracy"] == 0.0  # random weights answer nothing right
+        assert all(v > 0 for v in instruct["answer_nll"].values())
+    text = (tmp_path / "ev" / "eval_report.md").read_text()
+    assert "## Checkable instruction tasks" in text and "| **mean** | 0.000 | 0.000 |" in text

@@ -57,6 +57,20 @@ def ruler_lengths(report: Dict[str, Any]) -> List[str]:
     return sorted(lengths, key=int)
 
 
+def instruct_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
+    """The checkable instruction tasks: greedy accuracy per task and role (empty if not run)."""
+    results = {r: report["models"][r]["instruct"] for r in roles if report["models"][r].get("instruct")}
+    if not results:
+        return []
+    tasks = list(dict.fromkeys(t for res in results.values() for t in res["accuracy"]))
+    rows = [[t] + [_fmt(res["accuracy"].get(t), 3) for res in results.values()] for t in tasks]
+    rows.append(["**mean**"] + [_fmt(res["mean_accuracy"], 3) for res in results.values()])
+    n = next(iter(results.values()))["n_per_task"]
+    return (["## Checkable instruction tasks (greedy exact answer, 0-1)", "",
+             f"{max(n.values())} held-out prompts per task, scored by the task's checker.", ""]
+            + _table(["task", *results], rows) + [""])
+
+
 def to_markdown(report: Dict[str, Any]) -> str:
     """The report as Markdown: models, accuracy per task, RULER by task and length, speed."""
     roles = _roles(report)
@@ -99,6 +113,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
             rows.append(row)
         lines += _table(header, rows) + [""]
 
+    lines += instruct_lines(report, roles)
     speed = report.get("speed")
     if speed:
         s = speed["settings"]

@@ -48,7 +48,8 @@ def _json_safe(value: Any) -> Any:
 
 def _evaluate_one(model: torch.nn.Module, tokenizer: Any, path: str, tasks: List[str], ruler_lengths: List[int],
                   ruler_tasks: Optional[List[str]], ruler_samples: int, limit: Optional[int], batch_size: int,
-                  max_length: Optional[int], seed: int, samples_out: List[RulerSample]) -> Dict[str, Any]:
+                  max_length: Optional[int], seed: int, samples_out: List[RulerSample],
+                  instruct_tasks: int = 0) -> Dict[str, Any]:
     out: Dict[str, Any] = {"path": path, "num_params": sum(p.numel() for p in model.parameters())}
     timing: Dict[str, float] = {}
     if tasks:
@@ -63,6 +64,15 @@ def _evaluate_one(model: torch.nn.Module, tokenizer: Any, path: str, tasks: List
         out["ruler"] = {task: {str(k): v for k, v in by_len.items()} for task, by_len in scores.items()}
         out["ruler_average"] = {str(k): v for k, v in ruler_average(scores).items()}
         timing["ruler_s"] = time.perf_counter() - start
+    if instruct_tasks > 0:
+        from nemo_minitron.data.instruct_tasks import eval_sets
+        from nemo_minitron.posttrain.generate import evaluate_records
+
+        start = time.perf_counter()
+        result = evaluate_records(model, tokenizer, eval_sets(instruct_tasks, seed), batch_size=max(batch_size, 8))
+        out["instruct"] = {k: result[k] for k in ("accuracy", "mean_accuracy", "answer_nll", "mean_answer_nll",
+                                                  "n_per_task", "examples")}
+        timing["instruct_s"] = time.perf_counter() - start
     out["timing"] = timing
     return out
 
@@ -101,6 +111,7 @@ def evaluate_checkpoint(
     speed_output_len: int = 128,
     speed_batch_size: int = 1,
     speed_repeats: int = 3,
+    instruct_tasks: int = 0,
     limit: Optional[int] = None,
     batch_size: int = 8,
     max_length: Optional[int] = None,
@@ -115,7 +126,9 @@ def evaluate_checkpoint(
     ``ruler_lengths`` (default 512 and 1024 tokens; ``[]`` skips it) with ``ruler_samples``
     samples per task and length. Speed (``speed=True``): time to first token and decode
     throughput at ``speed_input_len``/``speed_output_len``/``speed_batch_size``, model and
-    baseline interleaved, median of ``speed_repeats``. Outputs go to ``output_dir`` (default
+    baseline interleaved, median of ``speed_repeats``. Instruction following
+    (``instruct_tasks`` > 0): greedy exact-answer accuracy on that many held-out prompts of each
+    built-in checkable task (post-training's tasks; 0 skips). Outputs go to ``output_dir`` (default
     ``<model_path>/eval``). ``device="auto"`` uses the GPU when there is one (bf16) and the CPU
     otherwise (fp32). Returns the report dict.
     """
@@ -137,7 +150,7 @@ def evaluate_checkpoint(
         "baseline_path": baseline_path,
         "settings": {
             "tasks": task_list, "limit": limit, "ruler_lengths": lengths, "ruler_samples": ruler_samples,
-            "ruler_tasks": ruler_task_list, "speed": speed,
+            "ruler_tasks": ruler_task_list, "speed": speed, "instruct_tasks": instruct_tasks,
             "device": device, "seed": seed, "batch_size": batch_size, "max_length": max_length,
         },
         "models": {},
@@ -150,7 +163,8 @@ def evaluate_checkpoint(
         log.info("evaluating %s %s", role, paths[role])
         samples[role] = []
         report["models"][role] = _evaluate_one(model, tokenizer, paths[role], task_list, lengths, ruler_task_list,
-                                               ruler_samples, limit, batch_size, max_length, seed, samples[role])
+                                               ruler_samples, limit, batch_size, max_length, seed, samples[role],
+                                               instruct_tasks)
     if speed:
         models = {role: loaded[role][0] for role in ("baseline", "model") if role in loaded}
         report["speed"] = compare_speed(models, input_len=speed_input_len, output_len=speed_output_len,
