@@ -53,8 +53,8 @@ demo: $(STAMP)
 	DEMO_DIR="$(DEMO_DIR)" PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 # pytest exits 5 when it collected no test: that is a failure here, with a message.
-# `make test` leaves out tests marked slow (the whole tiny pipeline end to end: ~8-16 min on
-# 2 cores); `make test-slow` runs only those.
+# `make test` leaves out tests marked slow (none at the moment: the quick end-to-end pipeline
+# test takes about a minute and runs in `make test`); `make test-slow` runs only those.
 test: $(STAMP)
 	@rc=0; HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): failing." >&2; fi; \

@@ -60,7 +60,6 @@ def test_slurm_dry_run_prints_the_sbatch_script(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "01_pruned").exists()  # nothing ran
 
 
-@pytest.mark.slow
 def test_tiny_pipeline_end_to_end_then_skips_finished_stages(tmp_path: Path) -> None:
     out = tmp_path / "pipe"
     first = pipeline(output_dir=str(out), teacher_dir=str(tmp_path / "teacher"), scale=0.005)
@@ -68,6 +67,7 @@ def test_tiny_pipeline_end_to_end_then_skips_finished_stages(tmp_path: Path) -> 
     assert first["ran"] == [name for name in first["finished"]]
     report = json.loads((out / "09_eval" / "eval_report.json").read_text())
     assert report  # teacher vs final model, written by the eval stage
+    assert set(report["models"]["model"]["instruct"]["accuracy"]) == set(report["models"]["baseline"]["instruct"]["accuracy"])
     for stage_dir in ("01_pruned", "02_distilled", "04_sft_kd_1", "05_sft_kd_2", "06_rpo_1", "07_rpo_2",
                       "08_long_context"):
         assert (out / stage_dir / "config.json").is_file(), stage_dir
