@@ -48,6 +48,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import cpu_name  # noqa: E402
+
 from nemo_minitron.arch import HybridArch, preset  # noqa: E402
 
 SECTION = "## Importance estimation overhead"
@@ -198,14 +201,7 @@ def measure_memory(shape: str, variant: str, args: argparse.Namespace) -> dict[s
 
 # --------------------------------------------------------------------------- report
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import transformers
 
     return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} (intra-op threads: {torch.get_num_threads()}), "

@@ -93,6 +93,27 @@ def logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return model(input_ids=ids, use_cache=False).logits
 
 
+#: A stage-test model with the 32000-token default tokenizer: 2.1M parameters, of which
+#: 2 x 1.02M are embedding and LM head.
+STAGE_ARCH = HybridArch(
+    family="nemotron_h", pattern="M-*", hidden_size=32, vocab_size=32000, ffn_hidden_size=64,
+    num_attention_heads=2, num_query_groups=1, attention_head_dim=16, mamba_num_heads=4, mamba_head_dim=16,
+    mamba_num_groups=2, mamba_state_dim=16, mamba_conv_kernel=4,
+).validate()
+
+
+def save_teacher_and_student(root: Path) -> dict[str, Path]:
+    """Two different STAGE_ARCH checkpoints with the default tokenizer under ``root``."""
+    from nemo_minitron.data import load_default_tokenizer
+    from nemo_minitron.models import save_checkpoint
+
+    tokenizer = load_default_tokenizer()
+    paths = {"root": root, "teacher": root / "teacher", "student": root / "student"}
+    save_checkpoint(make_model(STAGE_ARCH, seed=0, perturb_seed=1), paths["teacher"], tokenizer=tokenizer)
+    save_checkpoint(make_model(STAGE_ARCH, seed=1, perturb_seed=2), paths["student"], tokenizer=tokenizer)
+    return paths
+
+
 @pytest.fixture(scope="session")
 def tiny_arch() -> HybridArch:
     return TINY_ARCH

@@ -23,8 +23,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-from conftest import TINY_ARCH, make_model
-from nemo_minitron.arch import HybridArch
+from conftest import STAGE_ARCH, TINY_ARCH, make_model, save_teacher_and_student
 from nemo_minitron.distill import (DistillationModule, VocabularyMismatchError, distill_checkpoint, kd_loss,
                                    kd_loss_reference, shifted_cross_entropy)
 from nemo_minitron.distill.losses import shifted_cross_entropy_chunked
@@ -266,12 +265,6 @@ def test_module_refuses_a_different_vocabulary():
 
 
 # =========================================================================== the distill stage
-#: 2.1M parameters, of which 2 x 1.02M are embedding and LM head for the 32000-token default tokenizer.
-STAGE_ARCH = HybridArch(
-    family="nemotron_h", pattern="M-*", hidden_size=32, vocab_size=32000, ffn_hidden_size=64,
-    num_attention_heads=2, num_query_groups=1, attention_head_dim=16, mamba_num_heads=4, mamba_head_dim=16,
-    mamba_num_groups=2, mamba_state_dim=16, mamba_conv_kernel=4,
-).validate()
 STEPS = 6
 STAGE_KW = dict(seq_length=64, global_batch_size=2, max_steps=STEPS, warmup_steps=2, lr=1e-3,
                 val_check_interval=STEPS, limit_val_batches=1, progress=False, seed=0)
@@ -279,15 +272,7 @@ STAGE_KW = dict(seq_length=64, global_batch_size=2, max_steps=STEPS, warmup_step
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    from nemo_minitron.data import load_default_tokenizer
-    from nemo_minitron.models import save_checkpoint
-
-    root = tmp_path_factory.mktemp("distill")
-    tokenizer = load_default_tokenizer()
-    paths = {"root": root, "teacher": root / "teacher", "student": root / "student"}
-    save_checkpoint(make_model(STAGE_ARCH, seed=0, perturb_seed=1), paths["teacher"], tokenizer=tokenizer)
-    save_checkpoint(make_model(STAGE_ARCH, seed=1, perturb_seed=2), paths["student"], tokenizer=tokenizer)
-    return paths
+    return save_teacher_and_student(tmp_path_factory.mktemp("distill"))
 
 
 def _distill(ckpts: dict[str, Path], name: str, **overrides) -> dict:

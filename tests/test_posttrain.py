@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_ARCH, make_model
-from nemo_minitron.arch import HybridArch
+from conftest import STAGE_ARCH, TINY_ARCH, make_model, save_teacher_and_student
 from nemo_minitron.data import load_default_tokenizer
 from nemo_minitron.data.chat import (CHAT_TEMPLATE, ChatDataset, chat_collate, load_chat_jsonl, load_preference_jsonl,
                                      render_conversation, tokenize_conversation, tokenize_prompt,
@@ -557,24 +556,12 @@ def test_preference_pairs_from_scored_samples():
 
 
 # =========================================================================== end-to-end stages
-STAGE_ARCH = HybridArch(
-    family="nemotron_h", pattern="M-*", hidden_size=32, vocab_size=32000, ffn_hidden_size=64,
-    num_attention_heads=2, num_query_groups=1, attention_head_dim=16, mamba_num_heads=4, mamba_head_dim=16,
-    mamba_num_groups=2, mamba_state_dim=16, mamba_conv_kernel=4,
-).validate()
 FAST = dict(max_steps=3, micro_batch_size=2, global_batch_size=2, warmup_steps=1, progress=False, seed=0)
 
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory) -> dict[str, Path]:
-    from nemo_minitron.models import save_checkpoint
-
-    root = tmp_path_factory.mktemp("posttrain")
-    tokenizer = load_default_tokenizer()
-    paths = {"root": root, "teacher": root / "teacher", "student": root / "student"}
-    save_checkpoint(make_model(STAGE_ARCH, seed=0, perturb_seed=1), paths["teacher"], tokenizer=tokenizer)
-    save_checkpoint(make_model(STAGE_ARCH, seed=1, perturb_seed=2), paths["student"], tokenizer=tokenizer)
-    return paths
+    return save_teacher_and_student(tmp_path_factory.mktemp("posttrain"))
 
 
 def _reloads(path: Path, summary_file: str) -> dict:

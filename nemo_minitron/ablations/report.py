@@ -156,7 +156,7 @@ def to_markdown(results: dict[str, Any], command: str) -> str:
         "## Findings", "",
         "| # | question | paper | here | verdict |", "|---|---|---|---|---|",
         *(f"| {f['finding']} | {f['question']} | {f['paper']} | {f['here']} | **{f['verdict']}** |"
-          for f in findings(results)), "",
+          for f in results["findings"]), "",
         "## Students", "",
         "| student | shape | block params | zero-shot loss | distilled loss | decode throughput vs teacher |",
         "|---|---|---:|---:|---:|---:|",

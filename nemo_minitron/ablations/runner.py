@@ -122,19 +122,19 @@ def run_job(job: Job) -> dict[str, Any]:
         return json.loads(record_path.read_text())
     torch.set_num_threads(1)
     s, work = job.settings, Path(job.work)
+    tokenizer = load_tokenizer(job.teacher)
     student = job.student
     if job.random_arch is not None:
         student = str(work / "init")
         if not is_complete_checkpoint(student):
             arch = HybridArch(**job.random_arch)
-            save_checkpoint(build_model(arch, seed=job.seed), student, tokenizer=load_tokenizer(job.teacher))
+            save_checkpoint(build_model(arch, seed=job.seed), student, tokenizer=tokenizer)
     start = time.perf_counter()
     summary = distill_checkpoint(
         job.teacher, student, str(work / "student"), seq_length=s.seq_length, micro_batch_size=s.micro_batch_size,
         global_batch_size=s.global_batch_size, max_steps=job.steps, lr=s.lr, warmup_steps=s.warmup_steps,
         val_check_interval=s.steps if job.curve else job.steps, limit_val_batches=10**6 if job.curve else 0,
         seed=job.seed, work_dir=str(work / "train"), checkpoint_every=s.steps, progress=False)
-    tokenizer = load_tokenizer(job.teacher)
     record = {"variant": job.variant, "seed": job.seed, "steps": job.steps,
               "tokens": job.steps * s.global_batch_size * s.seq_length,
               "val_loss": validation_loss(load_model(work / "student"), validation_rows(tokenizer, s)),

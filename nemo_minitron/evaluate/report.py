@@ -69,7 +69,7 @@ def _evaluate_one(model: torch.nn.Module, tokenizer: Any, path: str, tasks: List
         from nemo_minitron.posttrain.generate import evaluate_records
 
         start = time.perf_counter()
-        result = evaluate_records(model, tokenizer, eval_sets(instruct_tasks, seed), batch_size=max(batch_size, 8))
+        result = evaluate_records(model, tokenizer, eval_sets(instruct_tasks, seed), batch_size=batch_size)
         out["instruct"] = {k: result[k] for k in ("accuracy", "mean_accuracy", "answer_nll", "mean_answer_nll",
                                                   "n_per_task", "examples")}
         timing["instruct_s"] = time.perf_counter() - start

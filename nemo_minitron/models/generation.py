@@ -9,12 +9,14 @@ uncached greedy decoding token for token); every other model gets no extra argum
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from torch import nn
 
 
+@functools.cache  # one class, built on first use (transformers is imported lazily)
 def _counting_cache_class() -> type:
     from transformers import DynamicCache
 

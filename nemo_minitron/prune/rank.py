@@ -61,19 +61,22 @@ def choose_layers(scores: ImportanceScores, source: HybridArch, config: PruningC
     return list(range(n))
 
 
+def _kept_layers_and_target(scores: ImportanceScores, source: HybridArch,
+                            config: PruningConfig) -> tuple[list[int], HybridArch]:
+    kept = choose_layers(scores, source, config)
+    return kept, config.target_widths(source).replace(pattern="".join(source.pattern[i] for i in kept))
+
+
 def target_arch(scores: ImportanceScores, source: HybridArch, config: PruningConfig) -> HybridArch:
     """The exact shape ``config`` prunes ``source`` to, without computing the kept channels."""
-    kept = choose_layers(scores, source, config)
-    return config.target_widths(source).replace(pattern="".join(source.pattern[i] for i in kept))
+    return _kept_layers_and_target(scores, source, config)[1]
 
 
 def make_plan(scores: ImportanceScores, config: PruningConfig) -> PruningPlan:
     """Rank every axis the config prunes and return a validated plan."""
     source = scores.arch
     config.check(source)
-    widths = config.target_widths(source)
-    kept_layers = choose_layers(scores, source, config)
-    target = widths.replace(pattern="".join(source.pattern[i] for i in kept_layers))
+    kept_layers, target = _kept_layers_and_target(scores, source, config)
     plan = PruningPlan(source=source, target=target, kept_layers=kept_layers,
                        hidden=top_k_sorted(scores.hidden, target.hidden_size))
     mamba = scores.mamba_scores(config.mamba_metric) if MAMBA in target.pattern else {}
