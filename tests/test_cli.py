@@ -232,6 +232,17 @@ def test_stage_help_shows_arguments(toy, capsys):
         assert arg in out
 
 
+@pytest.mark.parametrize("stage", list(cli.STAGES))
+def test_every_stage_help_lists_all_its_arguments(stage, capsys, monkeypatch):
+    import inspect
+
+    monkeypatch.setenv("COLUMNS", "250")  # rich would otherwise wrap long argument names
+    assert cli.main([stage, "--help"]) == 0
+    out = capsys.readouterr().out
+    for param in inspect.signature(cli.load_stage(stage)).parameters:
+        assert param in out, (stage, param)
+
+
 def test_registered_in_nemo_run_namespace(toy):
     import nemo_run as run
 
