@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ import torch
 from torch import nn
 
 from ..arch import HybridArch
+from ..atomic import atomic_directory
 from .base import check_model_type
 
 
@@ -68,30 +66,6 @@ def build_model(arch: HybridArch, base_config: Any | None = None, seed: int | No
     config = arch.to_hf_config(base=base_config)
     with torch.device(device or "cpu"):
         return AutoModelForCausalLM.from_config(config)
-
-
-@contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to ``target``; on success it replaces ``target`` in one rename.
-
-    On an exception the temporary folder is removed and ``target`` is left as it was.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, tokenizer: Any | None = None,

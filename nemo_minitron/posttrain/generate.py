@@ -156,7 +156,7 @@ def evaluate_checkpoint(model_path: str, n_per_task: int = 40, seed: int = 0, ma
     from nemo_minitron.data.instruct_tasks import eval_sets
     from nemo_minitron.models import load_model, load_tokenizer
 
-    from .modules import CPU_SSM_CHUNK, set_ssm_chunk_size
+    from nemo_minitron.models.runtime import CPU_SSM_CHUNK, set_ssm_chunk_size
 
     model, tokenizer = load_model(model_path), load_tokenizer(model_path)
     set_ssm_chunk_size(model, CPU_SSM_CHUNK)  # same result, faster prefill with the reference kernels

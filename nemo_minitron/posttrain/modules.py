@@ -16,6 +16,7 @@ from torch import nn
 
 from nemo_minitron.distill.preference import PREFERENCE_LOSSES, preference_loss
 from nemo_minitron.distill.topk import topk_kd_loss
+from nemo_minitron.models.runtime import CPU_SSM_CHUNK, backbone_and_head, resolve_chunk_size, set_ssm_chunk_size  # noqa: F401
 from nemo_minitron.training import cosine_with_warmup, make_adamw
 
 
@@ -29,35 +30,6 @@ class _OptimMixin:
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-#: Mamba chunk length used on CPU. The chunked SSM scan pads every sequence to a multiple of the
-#: chunk and does O(chunk^2) work per chunk; with the reference (non-CUDA) kernels a 32-token chunk
-#: made a tiny-teacher training step ~2x faster than the checkpoints' 128 at 48 tokens and ~1.35x
-#: at 768 tokens. The result is the same up to float rounding (the scan is exact for any chunk).
-CPU_SSM_CHUNK = 32
-
-
-def set_ssm_chunk_size(model: nn.Module, size: Optional[int]) -> int:
-    """Set the scan chunk length of every Mamba mixer (runtime only: the config, and so the
-    saved checkpoint, keep theirs). ``None`` leaves them. Returns the number of mixers changed."""
-    if size is None:
-        return 0
-    if size < 1:
-        raise ValueError(f"ssm_chunk_size={size} must be >= 1")
-    n = 0
-    for module in model.modules():
-        if hasattr(module, "chunk_size") and hasattr(module, "A_log"):
-            module.chunk_size = int(size)
-            n += 1
-    return n
-
-
-def resolve_chunk_size(ssm_chunk_size: Optional[int], accelerator: str) -> Optional[int]:
-    """The explicit value, else :data:`CPU_SSM_CHUNK` on CPU and the model's own elsewhere."""
-    if ssm_chunk_size is not None:
-        return ssm_chunk_size
-    return CPU_SSM_CHUNK if accelerator == "cpu" or not torch.cuda.is_available() else None
-
-
 def selected_logits(model: nn.Module, input_ids: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
     """Logits ``[N, V]`` of the positions where ``select`` [B, S] is true (row-major order).
 
@@ -66,10 +38,10 @@ def selected_logits(model: nn.Module, input_ids: torch.Tensor, select: torch.Ten
     assistant tokens (a minority) are trained on. Equal to ``model(input_ids).logits[select]``.
     """
     select = select.bool()
-    backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if backbone is None or head is None or backbone is model:
+    parts = backbone_and_head(model)
+    if parts is None:
         return model(input_ids=input_ids, use_cache=False).logits[select].float()
+    backbone, head = parts
     hidden = backbone(input_ids=input_ids, use_cache=False)[0]
     return head(hidden[select]).float()
 

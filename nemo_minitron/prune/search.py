@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..arch import ATTENTION, MAMBA, MLP, HybridArch
+from ..arch import MAMBA, MLP, HybridArch
 from ..models import load_config, load_model, load_tokenizer, save_checkpoint
 from .config import PruningConfig
 from .importance import SCORES_FILE, ImportanceScores, estimate_importance
