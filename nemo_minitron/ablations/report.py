@@ -244,15 +244,16 @@ def to_png(results: dict[str, Any]) -> bytes:
 def write_report(results: dict[str, Any], out: Path, docs_dir: Optional[Path] = None,
                  command: Optional[str] = None) -> dict[str, Any]:
     """Write results.json / results.md / ablations.png to ``out`` (and the Markdown + figure to ``docs_dir``)."""
-    from ..evaluate._io import atomic_write_bytes, atomic_write_text
+    from ..atomic import write_text_atomic
+    from ..evaluate._io import atomic_write_bytes
 
     command = command or results.get("command") or "python scripts/ablations.py"
     results = {**results, "command": command, "findings": findings(results)}
     markdown, png = to_markdown(results, command), to_png(results)
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=str))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
     for folder in [out] + ([docs_dir] if docs_dir else []):
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "results.md", markdown + kept_discussion(folder / "results.md"))
+        write_text_atomic(folder / "results.md", markdown + kept_discussion(folder / "results.md"))
         atomic_write_bytes(folder / "ablations.png", png)
     return results
 

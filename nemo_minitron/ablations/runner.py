@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..arch import HybridArch
+from ..atomic import write_text_atomic
 from ..models import build_model, is_complete_checkpoint, load_config, load_model, load_tokenizer, save_checkpoint
 from ..prune.importance import SCORES_FILE, ImportanceScores, estimate_importance
 from ..prune.rank import make_plan
@@ -88,9 +89,7 @@ class Job:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def validation_rows(tokenizer: Any, settings: AblationSettings) -> torch.Tensor:

@@ -36,6 +36,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from nemo_minitron.atomic import atomic_file
 from nemo_minitron.data.files import iter_jsonl
 
 ROLES = ("system", "user", "assistant")
@@ -157,12 +158,9 @@ def load_preference_jsonl(path: PathLike) -> list[PreferencePair]:
 def write_jsonl(records: Iterable[dict[str, Any]], path: PathLike) -> Path:
     """Write records as JSON Lines atomically (temporary file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as out:
+    with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8") as out:
         for record in records:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
     return path
 
 

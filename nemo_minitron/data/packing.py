@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from nemo_minitron.atomic import atomic_file
 from nemo_minitron.data.cache import cache_dir
 
 # Bump when packing or cleaning changes output for the same inputs (invalidates caches).
@@ -125,17 +124,10 @@ def _fingerprint(docs: Sequence[str], tokenizer: transformers.PreTrainedTokenize
 
 
 def _atomic_save(tensor: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
-    """Write to a temp file in the same folder, then ``os.replace``: readers never see a
-    half-written file, and concurrent writers just race to an identical result."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"input_ids": tensor.contiguous()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache must stay readable
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write atomically: readers never see a half-written file, and concurrent writers just
+    race to an identical result."""
+    with atomic_file(path) as tmp:
+        save_file({"input_ids": tensor.contiguous()}, str(tmp), metadata=metadata)
 
 
 def cached_packed_corpus(split: str, seq_len: int,

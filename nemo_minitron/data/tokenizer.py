@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import transformers
 
+from nemo_minitron.atomic import atomic_file
 from nemo_minitron.data.cache import cache_dir
 
 DEFAULT_TOKENIZER_VOCAB = 32000
@@ -47,16 +46,8 @@ def _materialize_folder(source: Path) -> Path:
     folder = cache_dir() / "tokenizers" / f"mistral-v1-{digest}"
     target = folder / "tokenizer.model"
     if not target.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tokenizer.model.")
-        os.close(fd)
-        try:
+        with atomic_file(target) as tmp:  # concurrent processes never see a partial file
             shutil.copyfile(source, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache must stay readable
-            os.replace(tmp, target)  # atomic: concurrent processes never see a partial file
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return folder
 
 

@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from nemo_minitron.evaluate._io import atomic_write_bytes, atomic_write_text
+from nemo_minitron.atomic import write_text_atomic
+from nemo_minitron.evaluate._io import atomic_write_bytes
 from nemo_minitron.evaluate.lm_eval_adapter import default_tasks, load_model_and_tokenizer, resolve_device, run_lm_eval
 from nemo_minitron.evaluate.render import to_markdown, to_png
 from nemo_minitron.evaluate.ruler import RulerSample, check_tasks, ruler_average, run_ruler
@@ -92,8 +93,8 @@ def write_report(report: Dict[str, Any], output_dir: str) -> Dict[str, str]:
     paths = report_paths(output_dir)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     safe = _json_safe(report)
-    atomic_write_text(paths["json"], json.dumps(safe, indent=2) + "\n")
-    atomic_write_text(paths["markdown"], to_markdown(safe) + "\n")
+    write_text_atomic(paths["json"], json.dumps(safe, indent=2) + "\n")
+    write_text_atomic(paths["markdown"], to_markdown(safe) + "\n")
     atomic_write_bytes(paths["png"], to_png(safe))
     return paths
 
@@ -172,7 +173,7 @@ def evaluate_checkpoint(
                                         baseline="baseline" if "baseline" in models else "model", seed=seed)
     rows = [json.dumps({"role": role, **s.to_dict()}) for role, items in samples.items() for s in items]
     if rows:
-        atomic_write_text(Path(output_dir) / RULER_SAMPLES, "\n".join(rows) + "\n")
+        write_text_atomic(Path(output_dir) / RULER_SAMPLES, "\n".join(rows) + "\n")
     report["elapsed_s"] = time.perf_counter() - started
     report["files"] = report_paths(output_dir, with_ruler_samples=bool(rows))
     write_report(report, output_dir)

@@ -31,6 +31,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from nemo_minitron.atomic import atomic_file, write_text_atomic
 from nemo_minitron.data.chat import pad_right
 from nemo_minitron.distill.topk import topk_teacher
 from nemo_minitron.posttrain.modules import selected_logits
@@ -91,9 +92,7 @@ def _positions(mask: Sequence[int], length: int, only_masked: bool) -> list[int]
 
 # --------------------------------------------------------------------------- writing
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 @torch.no_grad()
@@ -196,9 +195,8 @@ def build_topk_cache(teacher: nn.Module, sequences: Sequences, cache_dir: PathLi
             tensors = _teacher_shard(teacher, sequences[lo:hi], k, only_masked, batch_size,
                                      LOGITS_DTYPES[logits_dtype], pad_id, bar)
             name = f"shard-{i:05d}.safetensors"
-            tmp = folder / f".{name}.tmp-{os.getpid()}"
-            save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint})
-            os.replace(tmp, folder / name)
+            with atomic_file(folder / name) as tmp:
+                save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint})
             done[i] = {"shard": i, "file": name, "start": lo, "end": hi, "positions": int(tensors["lse"].numel())}
             index["shards"] = [done[j] for j in sorted(done)]
             _write_json_atomic(index_path, index)

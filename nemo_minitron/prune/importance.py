@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_file
 from ..arch import ATTENTION, MAMBA, MLP, HybridArch
 from ..models import adapter_for
 from ..models.mamba_layout import split_in_proj
@@ -66,9 +67,8 @@ class ImportanceScores:
         tensors.update({f"layers.{m}": t for m, t in self.layers.items()})
         meta = {"arch": json.dumps(self.arch.__dict__), "meta": json.dumps(self.meta)}
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous().float().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            save_file({k: v.contiguous().float().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
         return path
 
     @classmethod

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..atomic import write_text_atomic
 from ..arch import MAMBA, MLP, HybridArch
 from ..models import load_config, load_model, load_tokenizer, save_checkpoint
 from .config import PruningConfig
@@ -140,9 +140,7 @@ def forward_throughput(model: nn.Module, tokens: torch.Tensor, repeats: int = 3)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def search_architecture(model_path: str, output_dir: str, target_params: int, tolerance: float = 0.05,
