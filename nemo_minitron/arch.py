@@ -1,23 +1,21 @@
 """HybridArch: the shape of a hybrid Mamba/Attention/MLP language model, and its exact size.
 
-Pruning, search and recipes all reason about shapes before touching weights; this module
-is the one place that knows how a shape maps to a Hugging Face config and to a parameter
-count. ``num_params()`` is exact (tested against the instantiated HF model), so a search
-under a parameter budget never needs to build a model to know its size.
+Pruning, search and recipes all reason about shapes before touching weights; this module is
+shape math only: the layer pattern and widths, validation, exact parameter counts and presets.
+``num_params()`` is exact (tested against the instantiated HF model), so a search under a
+parameter budget never needs to build a model to know its size. How a family's HF config spells
+a shape lives in that family's file (``nemo_minitron.models``); the methods here ask it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
-
-Family = Literal["nemotron_h", "mamba2"]
+from typing import Any
 
 #: Layer symbols in Nemotron-H's ``hybrid_override_pattern`` notation.
 MAMBA, ATTENTION, MLP = "M", "*", "-"
 LAYER_SYMBOLS = (MAMBA, ATTENTION, MLP)
-SUPPORTED_FAMILIES: tuple[str, ...] = ("nemotron_h", "mamba2")
 
 
 class ArchError(ValueError):
@@ -29,7 +27,8 @@ class HybridArch:
     """Widths and layer pattern of a hybrid model.
 
     ``pattern`` uses one symbol per layer: ``M`` Mamba2 mixer, ``*`` self-attention,
-    ``-`` MLP. Mamba2-only models (family ``mamba2``) have a pattern of ``M`` only.
+    ``-`` MLP. ``family`` names the model family (``models.registry``), which may restrict the
+    shape further (Mamba2-only models have a pattern of ``M`` only).
     """
 
     pattern: str
@@ -45,7 +44,7 @@ class HybridArch:
     mamba_state_dim: int = 128
     mamba_conv_kernel: int = 4
     tie_word_embeddings: bool = False
-    family: Family = "nemotron_h"
+    family: str = "nemotron_h"
     # Bias flags: present in real checkpoints, they change the parameter count.
     mamba_proj_bias: bool = False
     mamba_conv_bias: bool = True
@@ -95,8 +94,7 @@ class HybridArch:
     # ----------------------------------------------------------------- validation
     def validate(self) -> HybridArch:
         """Raise :class:`ArchError` naming the offending field; return self when valid."""
-        if self.family not in SUPPORTED_FAMILIES:
-            raise ArchError(f"family={self.family!r} is not supported; use one of {SUPPORTED_FAMILIES}")
+        family = _family(self.family)  # unknown family: an error naming the supported ones
         if not self.pattern:
             raise ArchError("pattern is empty: a model needs at least one layer (e.g. 'M-M*-')")
         bad = sorted(set(self.pattern) - set(LAYER_SYMBOLS))
@@ -105,13 +103,6 @@ class HybridArch:
                 f"pattern {self.pattern!r} has unknown layer symbols {bad}; valid symbols are "
                 "'M' (Mamba), '*' (attention), '-' (MLP). MoE layers ('E') are not supported."
             )
-        if self.family == "nemotron_h" and self.tie_word_embeddings:
-            raise ArchError(
-                "tie_word_embeddings=True: NemotronHForCausalLM (transformers) never ties lm_head to the "
-                "embeddings, so the model would have both; use tie_word_embeddings=False"
-            )
-        if self.family == "mamba2" and set(self.pattern) != {MAMBA}:
-            raise ArchError(f"family='mamba2' models only have Mamba layers; got pattern {self.pattern!r}")
         _positive(self, "hidden_size", "vocab_size")
         if MAMBA in self.pattern:
             _positive(self, "mamba_num_heads", "mamba_head_dim", "mamba_num_groups", "mamba_state_dim",
@@ -122,12 +113,6 @@ class HybridArch:
                     f"{self.mamba_num_groups}: every Mamba group must keep the same number of heads; "
                     f"use a multiple of {self.mamba_num_groups}"
                 )
-            if self.family == "mamba2" and self.mamba_inner_size % self.hidden_size:
-                raise ArchError(
-                    f"Mamba2ForCausalLM needs mamba_num_heads*mamba_head_dim ({self.mamba_inner_size}) to be an "
-                    f"integer multiple (config.expand) of hidden_size ({self.hidden_size}); prune heads and "
-                    "hidden size together so the ratio stays an integer"
-                )
         if ATTENTION in self.pattern:
             _positive(self, "num_attention_heads", "num_query_groups", "attention_head_dim")
             if self.num_attention_heads % self.num_query_groups:
@@ -137,6 +122,7 @@ class HybridArch:
                 )
         if MLP in self.pattern:
             _positive(self, "ffn_hidden_size")
+        family.check_arch(self)
         return self
 
     def replace(self, **changes: Any) -> HybridArch:
@@ -172,96 +158,17 @@ class HybridArch:
         layers = sum(self.layer_params(s) for s in self.pattern)
         return embed + head + layers + self.hidden_size  # + final norm
 
-    # ----------------------------------------------------------------- HF configs
+    # ----------------------------------------------------------------- HF configs (asked of the family)
     @classmethod
     def from_hf_config(cls, cfg: Any) -> HybridArch:
-        """Read the shape of a ``NemotronHConfig`` or ``Mamba2Config``."""
-        model_type = getattr(cfg, "model_type", None)
-        if model_type == "nemotron_h":
-            pattern = cfg.hybrid_override_pattern
-            if "E" in pattern:
-                raise ArchError("MoE layers ('E' in hybrid_override_pattern) are not supported yet")
-            return cls(
-                family="nemotron_h",
-                pattern=pattern,
-                hidden_size=cfg.hidden_size,
-                vocab_size=cfg.vocab_size,
-                ffn_hidden_size=cfg.intermediate_size,
-                num_attention_heads=cfg.num_attention_heads,
-                num_query_groups=cfg.num_key_value_heads,
-                attention_head_dim=cfg.head_dim,
-                mamba_num_heads=cfg.mamba_num_heads,
-                mamba_head_dim=cfg.mamba_head_dim,
-                mamba_num_groups=cfg.n_groups,
-                mamba_state_dim=cfg.ssm_state_size,
-                mamba_conv_kernel=cfg.conv_kernel,
-                # NemotronHForCausalLM has no tied-weights keys: lm_head is always its own tensor.
-                tie_word_embeddings=False,
-                mamba_proj_bias=bool(cfg.use_bias),
-                mamba_conv_bias=bool(cfg.use_conv_bias),
-                mlp_bias=bool(cfg.mlp_bias),
-            )
-        if model_type == "mamba2":
-            return cls(
-                family="mamba2",
-                pattern=MAMBA * cfg.num_hidden_layers,
-                hidden_size=cfg.hidden_size,
-                vocab_size=cfg.vocab_size,
-                mamba_num_heads=cfg.num_heads,
-                mamba_head_dim=cfg.head_dim,
-                mamba_num_groups=cfg.n_groups,
-                mamba_state_dim=cfg.state_size,
-                mamba_conv_kernel=cfg.conv_kernel,
-                tie_word_embeddings=bool(cfg.tie_word_embeddings),
-                mamba_proj_bias=bool(cfg.use_bias),
-                mamba_conv_bias=bool(cfg.use_conv_bias),
-            )
-        raise ArchError(
-            f"model_type={model_type!r} is not supported; supported families: {', '.join(SUPPORTED_FAMILIES)}"
-        )
+        """The shape of an HF config of any supported family."""
+        from .models.registry import family_for_model_type
 
-    def hf_config_fields(self) -> dict[str, Any]:
-        """The HF config fields this shape determines (other fields are kept from a base config)."""
-        if self.family == "mamba2":
-            return dict(
-                hidden_size=self.hidden_size, vocab_size=self.vocab_size, num_hidden_layers=self.num_layers,
-                num_heads=self.mamba_num_heads, head_dim=self.mamba_head_dim,
-                expand=self.mamba_inner_size // self.hidden_size, n_groups=self.mamba_num_groups,
-                state_size=self.mamba_state_dim, conv_kernel=self.mamba_conv_kernel,
-                tie_word_embeddings=self.tie_word_embeddings, use_bias=self.mamba_proj_bias,
-                use_conv_bias=self.mamba_conv_bias,
-            )
-        return dict(
-            hidden_size=self.hidden_size, vocab_size=self.vocab_size,
-            layers_block_type=_pattern_to_block_types(self.pattern),
-            intermediate_size=max(self.ffn_hidden_size, 1),
-            num_attention_heads=max(self.num_attention_heads, 1),
-            num_key_value_heads=max(self.num_query_groups, 1),
-            head_dim=max(self.attention_head_dim, 1),
-            mamba_num_heads=max(self.mamba_num_heads, 1), mamba_head_dim=max(self.mamba_head_dim, 1),
-            n_groups=self.mamba_num_groups, ssm_state_size=self.mamba_state_dim,
-            conv_kernel=self.mamba_conv_kernel, tie_word_embeddings=self.tie_word_embeddings,
-            use_bias=self.mamba_proj_bias, use_conv_bias=self.mamba_conv_bias, mlp_bias=self.mlp_bias,
-        )
+        return family_for_model_type(getattr(cfg, "model_type", None)).arch_from_config(cfg)
 
     def to_hf_config(self, base: Any | None = None) -> Any:
-        """A transformers config for this shape. Fields it does not determine (norm eps, token ids,
-        rope/dt settings, ...) are copied from ``base`` when given, so a pruned model keeps them."""
-        from transformers import Mamba2Config, NemotronHConfig
-
-        self.validate()
-        fields = self.hf_config_fields()
-        config_cls = Mamba2Config if self.family == "mamba2" else NemotronHConfig
-        if base is None:
-            return config_cls(**fields)
-        if getattr(base, "model_type", None) != config_cls.model_type:
-            raise ArchError(f"base config is {base.model_type!r} but this arch is family={self.family!r}")
-        merged = base.to_dict()
-        for stale in ("hybrid_override_pattern", "num_hidden_layers", "layer_types"):
-            if self.family == "nemotron_h":
-                merged.pop(stale, None)
-        merged.update(fields)
-        return config_cls(**merged)
+        """A validated shape's transformers config; fields it does not determine come from ``base``."""
+        return _family(self.family).hf_config(self, base)
 
     def describe(self) -> str:
         """One line for logs and tables."""
@@ -275,18 +182,17 @@ class HybridArch:
         return " ".join(parts) + f" ({self.num_params() / 1e6:.2f}M params)"
 
 
+def _family(name: str) -> Any:
+    from .models.registry import family_named  # models build on this module: import on use
+
+    return family_named(name)
+
+
 def _positive(arch: HybridArch, *names: str) -> None:
     for name in names:
         value = getattr(arch, name)
         if not isinstance(value, int) or value <= 0:
             raise ArchError(f"{name}={value!r} must be a positive integer for pattern {arch.pattern!r}")
-
-
-_BLOCK_TYPES = {MAMBA: "linear_attention", ATTENTION: "full_attention", MLP: "mlp"}
-
-
-def _pattern_to_block_types(pattern: str) -> list[str]:
-    return [_BLOCK_TYPES[s] for s in pattern]
 
 
 # --------------------------------------------------------------------------- presets

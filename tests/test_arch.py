@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from nemo_minitron.arch import (ATTENTION, MAMBA, MLP, NEMOTRON_H_8B_PATTERN, PRESETS, ArchError, HybridArch,
                                 preset)
+from nemo_minitron.models import family_named
 
 
 def hf_param_count(arch: HybridArch) -> int:
@@ -123,7 +124,7 @@ def test_nemotron_h_config_with_tie_flag_reads_as_untied(tiny_arch):
     """A checkpoint whose config says tie_word_embeddings=True still has its own lm_head."""
     from transformers import AutoModelForCausalLM, NemotronHConfig
 
-    cfg = NemotronHConfig(**{**tiny_arch.hf_config_fields(), "tie_word_embeddings": True})
+    cfg = NemotronHConfig(**{**family_named("nemotron_h").config_fields(tiny_arch), "tie_word_embeddings": True})
     arch = HybridArch.from_hf_config(cfg)
     assert arch.tie_word_embeddings is False and arch == tiny_arch
     with torch.device("meta"):
@@ -265,7 +266,7 @@ def test_from_hf_config_unknown_model_type_names_supported_families():
 def test_from_hf_config_rejects_moe_layers(tiny_arch):
     from transformers import NemotronHConfig
 
-    cfg = NemotronHConfig(**tiny_arch.hf_config_fields())
+    cfg = NemotronHConfig(**family_named("nemotron_h").config_fields(tiny_arch))
     cfg.layers_block_type = cfg.layers_block_type[:-1] + ["moe"]
     with pytest.raises(ArchError, match="MoE"):
         HybridArch.from_hf_config(cfg)

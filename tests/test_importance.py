@@ -68,18 +68,22 @@ def capture(model, calibration: torch.Tensor, points: dict[str, tuple], batch_si
     return seen
 
 
+def _layers_of(adapter, kind):
+    return [layer for layer in adapter.layers() if layer.kind == kind]
+
+
 # =========================================================================== activation scores
 def test_ffn_scores_match_hand_computation(estimated, calibration):
     model, scores = estimated
     adapter = adapter_for(model)
-    mlps = adapter.layers_of(MLP)
+    mlps = _layers_of(adapter, MLP)
     if not mlps:
         assert scores.ffn == {}
         return
     seen = capture(model, calibration, {f"norm{l.index}": (l.norm, "out") for l in mlps})
     assert sorted(scores.ffn) == [l.index for l in mlps]
     for layer in mlps:
-        up = adapter.mlp(layer).up_proj
+        up = layer.mixer.up_proj
         # up_proj(norm(x)), computed by hand from the captured normalized input
         acts = [F.linear(x, up.weight, up.bias) for x in seen[f"norm{layer.index}"]]
         expected = l2_of_sequence_means(acts)
@@ -93,12 +97,12 @@ def test_mamba_x_z_out_proj_scores_match_hand_computation(estimated, calibration
     arch = adapter.arch
     inner = arch.mamba_inner_size
     points = {}
-    for layer in adapter.layers_of(MAMBA):
-        view = adapter.mamba(layer)
+    for layer in _layers_of(adapter, MAMBA):
+        view = layer.mixer
         points[f"in{layer.index}"] = (view.in_proj, "out")
         points[f"o{layer.index}"] = (view.out_proj, "in")
     seen = capture(model, calibration, points)
-    for layer in adapter.layers_of(MAMBA):
+    for layer in _layers_of(adapter, MAMBA):
         i = layer.index
         z = [a[..., :inner] for a in seen[f"in{i}"]]  # in_proj rows: z | x | B | C | dt
         x = [a[..., inner:2 * inner] for a in seen[f"in{i}"]]
@@ -112,12 +116,12 @@ def test_flap_matches_hand_computation(estimated, calibration):
     model, scores = estimated
     adapter = adapter_for(model)
     arch = adapter.arch
-    layers = adapter.layers_of(MAMBA)
-    seen = capture(model, calibration, {f"o{l.index}": (adapter.mamba(l).out_proj, "in") for l in layers})
+    layers = _layers_of(adapter, MAMBA)
+    seen = capture(model, calibration, {f"o{l.index}": (l.mixer.out_proj, "in") for l in layers})
     for layer in layers:
         tokens = torch.cat([a.reshape(-1, a.shape[-1]) for a in seen[f"o{layer.index}"]]).double()
         assert tokens.shape[0] == calibration.numel()
-        w = adapter.mamba(layer).out_proj.weight.double()  # [hidden, I]
+        w = layer.mixer.out_proj.weight.double()  # [hidden, I]
         expected = torch.empty(tokens.shape[1], dtype=torch.float64)
         for j in range(tokens.shape[1]):
             column = tokens[:, j]
@@ -136,8 +140,8 @@ def test_attention_and_embedding_scores_match_hand_computation(estimated, calibr
     layers = adapter.layers()
     points = {f"norm{l.index}": (l.norm, "out") for l in layers}
     points["final"] = (adapter.final_norm, "out")
-    for layer in adapter.layers_of(ATTENTION):
-        points[f"o{layer.index}"] = (adapter.attention(layer).o_proj, "in")
+    for layer in _layers_of(adapter, ATTENTION):
+        points[f"o{layer.index}"] = (layer.mixer.o_proj, "in")
     seen = capture(model, calibration, points)
     # Embedding channels (eq. 27): summed over every norm that reads the residual stream.
     expected_hidden = sum(l2_of_sequence_means(seen[f"norm{l.index}"]) for l in layers)
@@ -145,8 +149,8 @@ def test_attention_and_embedding_scores_match_hand_computation(estimated, calibr
     assert scores.hidden.shape == (arch.hidden_size,)
     torch.testing.assert_close(scores.hidden.double(), expected_hidden, **TOL)
     # Attention heads: per-channel scores of the o_proj input, L2 over each head's channels.
-    assert sorted(scores.attention) == [l.index for l in adapter.layers_of(ATTENTION)]
-    for layer in adapter.layers_of(ATTENTION):
+    assert sorted(scores.attention) == [l.index for l in _layers_of(adapter, ATTENTION)]
+    for layer in _layers_of(adapter, ATTENTION):
         per_channel = l2_of_sequence_means(seen[f"o{layer.index}"])
         expected = per_channel.view(arch.num_attention_heads, arch.attention_head_dim).norm(dim=1)
         torch.testing.assert_close(scores.attention[layer.index].double(), expected, **TOL)

@@ -1,4 +1,4 @@
-"""Model adapters, the fused in_proj / conv1d layout, and checkpoint I/O."""
+"""Model families and adapters, the fused in_proj / conv1d layout, and checkpoint I/O."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import torch
 
 from conftest import TINY_ARCH, TINY_MAMBA2_ARCH, logits, make_model
 from nemo_minitron.arch import ATTENTION, MAMBA, MLP, ArchError
-from nemo_minitron.models import (AttentionView, MambaShape, MambaView, MLPView, adapter_for, atomic_directory,
-                                  build_model, check_model_type, is_complete_checkpoint, load_model,
-                                  load_tokenizer, merge_conv, merge_in_proj, read_config_json, save_checkpoint,
-                                  split_conv, split_in_proj)
+from nemo_minitron.atomic import atomic_directory
+from nemo_minitron.models import (adapter_for, build_model, family_for_model_type, family_named,
+                                  is_complete_checkpoint, load_model, load_tokenizer, read_config_json,
+                                  save_checkpoint)
+from nemo_minitron.models import registry
+from nemo_minitron.models.family import FFN_IN, HEADS_OUT, IN_PROJ, OUT_PROJ
+from nemo_minitron.models.mamba_layout import CONV_PARTS, MambaShape, split_in_proj, split_rows
 
 FAMILIES = ["nemotron_h", "mamba2"]
 
@@ -26,13 +29,36 @@ def family_model(request, tiny_model, tiny_mamba2_model):
     return TINY_MAMBA2_ARCH, tiny_mamba2_model
 
 
+class _MambaMixer:
+    """A Mamba mixer with its fused weights split into named views (test helper)."""
+
+    def __init__(self, mixer, shape: MambaShape):
+        self.mixer, self.shape = mixer, shape
+        self.in_proj, self.conv1d, self.out_proj, self.gated_norm = mixer.in_proj, mixer.conv1d, mixer.out_proj, mixer.norm
+        self.A_log, self.D, self.dt_bias = mixer.A_log, mixer.D, mixer.dt_bias
+
+    def projections(self):
+        return split_in_proj(self.in_proj.weight, self.shape)
+
+    def conv_weights(self):
+        return split_conv(self.conv1d.weight, self.shape)
+
+
+def split_conv(tensor, shape):
+    return split_rows(tensor, shape, CONV_PARTS)
+
+
+def _merge(pieces):
+    return torch.cat(list(pieces.values()), dim=0)
+
+
 def _mamba_views(model):
     adapter = adapter_for(model)
-    return [adapter.mamba(layer) for layer in adapter.layers_of(MAMBA)]
+    return [_MambaMixer(layer.mixer, adapter.mamba_shape) for layer in adapter.layers() if layer.kind == MAMBA]
 
 
 def _shape(arch) -> MambaShape:
-    return MambaShape(arch.mamba_num_heads, arch.mamba_head_dim, arch.mamba_num_groups, arch.mamba_state_dim)
+    return MambaShape.of(arch)
 
 
 # --------------------------------------------------------------------------- layout: split / merge
@@ -42,13 +68,11 @@ def test_split_merge_in_proj_and_conv_are_exact(family_model):
     assert len(views) == arch.count(MAMBA) > 0
     for view in views:
         w = view.in_proj.weight
-        assert torch.equal(merge_in_proj(split_in_proj(w, view.shape)), w)
-        assert torch.equal(merge_in_proj(view.projections()), w)
+        assert torch.equal(_merge(split_in_proj(w, view.shape)), w)
         cw = view.conv1d.weight
-        assert torch.equal(merge_conv(split_conv(cw, view.shape)), cw)
-        assert torch.equal(merge_conv(view.conv_weights()), cw)
+        assert torch.equal(_merge(split_conv(cw, view.shape)), cw)
         if view.conv1d.bias is not None:
-            assert torch.equal(merge_conv(split_conv(view.conv1d.bias, view.shape)), view.conv1d.bias)
+            assert torch.equal(_merge(split_conv(view.conv1d.bias, view.shape)), view.conv1d.bias)
 
 
 def test_split_part_sizes_are_documented_ones(family_model):
@@ -85,8 +109,6 @@ def test_split_rejects_wrong_row_count():
         split_in_proj(torch.zeros(2 * 32 + 2 * 8 + 4 + 1, 16), shape)
     with pytest.raises(ValueError, match="rows"):
         split_conv(torch.zeros(32 + 16 - 1, 1, 4), shape)
-    with pytest.raises(ValueError, match="missing"):
-        merge_in_proj({"z": torch.zeros(1, 2)})
 
 
 def test_mamba_shape_group_helpers():
@@ -179,61 +201,59 @@ def test_zeroing_x_conv_channels_and_bias_silences_the_mixer(family_model, input
 # --------------------------------------------------------------------------- adapters
 def test_adapter_lists_layers_in_order(tiny_model, tiny_arch):
     adapter = adapter_for(tiny_model)
-    assert adapter.family == "nemotron_h"
+    assert adapter.family.name == "nemotron_h"
     layers = adapter.layers()
     assert [layer.kind for layer in layers] == list(tiny_arch.pattern)
     assert [layer.index for layer in layers] == list(range(tiny_arch.num_layers))
     for layer, block in zip(layers, tiny_model.model.layers):
         assert layer.block is block and layer.mixer is block.mixer and layer.norm is block.norm
-    assert [layer.index for layer in adapter.layers_of(ATTENTION)] == [2, 6]
-    assert [layer.index for layer in adapter.layers_of(MLP)] == [1, 4, 7]
+    assert [layer.index for layer in layers if layer.kind == ATTENTION] == [2, 6]
+    assert [layer.index for layer in layers if layer.kind == MLP] == [1, 4, 7]
     assert adapter.arch == tiny_arch
-    assert adapter.layer_prefix(3) == "model.layers.3."
-    assert any(k.startswith("model.layers.3.mixer.in_proj") for k in tiny_model.state_dict())
+    assert adapter.family.param_key(3, "mixer.in_proj.weight") == "model.layers.3.mixer.in_proj.weight"
+    assert "model.layers.3.mixer.in_proj.weight" in tiny_model.state_dict()
 
 
-def test_adapter_views(tiny_model, tiny_arch):
+def test_adapter_probes(tiny_model, tiny_arch):
     adapter = adapter_for(tiny_model)
+    h = tiny_arch.hidden_size
     for layer in adapter.layers():
         if layer.kind == MAMBA:
-            view = adapter.mamba(layer)
-            assert isinstance(view, MambaView)
-            assert view.in_proj.weight.shape == (tiny_arch.mamba_in_proj_size, tiny_arch.hidden_size)
-            assert view.conv1d.weight.shape[0] == tiny_arch.mamba_conv_dim
-            assert view.gated_norm.weight.shape == (tiny_arch.mamba_inner_size,)
-            with pytest.raises(TypeError, match="not"):
-                adapter.attention(layer)
+            assert adapter.probe(layer, IN_PROJ) is layer.mixer.in_proj
+            assert adapter.probe(layer, IN_PROJ).weight.shape == (tiny_arch.mamba_in_proj_size, h)
+            assert adapter.probe(layer, OUT_PROJ).weight.shape == (h, tiny_arch.mamba_inner_size)
+            assert layer.mixer.conv1d.weight.shape[0] == tiny_arch.mamba_conv_dim
+            assert layer.mixer.norm.weight.shape == (tiny_arch.mamba_inner_size,)
+            with pytest.raises(TypeError, match="no 'heads_out'"):
+                adapter.probe(layer, HEADS_OUT)
         elif layer.kind == ATTENTION:
-            view = adapter.attention(layer)
-            assert isinstance(view, AttentionView)
             q, kv = tiny_arch.num_attention_heads, tiny_arch.num_query_groups
             d = tiny_arch.attention_head_dim
-            assert view.q_proj.weight.shape == (q * d, tiny_arch.hidden_size)
-            assert view.k_proj.weight.shape == view.v_proj.weight.shape == (kv * d, tiny_arch.hidden_size)
-            assert view.o_proj.weight.shape == (tiny_arch.hidden_size, q * d)
+            assert layer.mixer.q_proj.weight.shape == (q * d, h)
+            assert layer.mixer.k_proj.weight.shape == layer.mixer.v_proj.weight.shape == (kv * d, h)
+            assert adapter.probe(layer, HEADS_OUT) is layer.mixer.o_proj
+            assert adapter.probe(layer, HEADS_OUT).weight.shape == (h, q * d)
             with pytest.raises(TypeError):
-                adapter.mlp(layer)
+                adapter.probe(layer, FFN_IN)
         else:
-            view = adapter.mlp(layer)
-            assert isinstance(view, MLPView)
-            assert view.up_proj.weight.shape == (tiny_arch.ffn_hidden_size, tiny_arch.hidden_size)
-            assert view.down_proj.weight.shape == (tiny_arch.hidden_size, tiny_arch.ffn_hidden_size)
+            assert adapter.probe(layer, FFN_IN) is layer.mixer.up_proj
+            assert adapter.probe(layer, FFN_IN).weight.shape == (tiny_arch.ffn_hidden_size, h)
+            assert layer.mixer.down_proj.weight.shape == (h, tiny_arch.ffn_hidden_size)
             with pytest.raises(TypeError):
-                adapter.mamba(layer)
-    assert adapter.embeddings is tiny_model.get_input_embeddings()
+                adapter.probe(layer, IN_PROJ)
     assert adapter.lm_head is tiny_model.get_output_embeddings()
     assert adapter.final_norm.weight.shape == (tiny_arch.hidden_size,)
+    assert adapter.ssm_mixers() == [layer.mixer for layer in adapter.layers() if layer.kind == MAMBA]
 
 
 def test_adapter_mamba2(tiny_mamba2_model, tiny_mamba2_arch):
     adapter = adapter_for(tiny_mamba2_model)
-    assert adapter.family == "mamba2" and adapter.backbone is tiny_mamba2_model.backbone
+    assert adapter.family.name == "mamba2" and adapter.backbone is tiny_mamba2_model.backbone
     assert [layer.kind for layer in adapter.layers()] == [MAMBA] * tiny_mamba2_arch.num_layers
     assert adapter.arch == tiny_mamba2_arch
-    assert adapter.layer_prefix(0) == "backbone.layers.0."
-    assert adapter.embeddings is tiny_mamba2_model.get_input_embeddings()
+    assert adapter.family.param_key(0, "norm.weight") == "backbone.layers.0.norm.weight"
     assert adapter.lm_head is tiny_mamba2_model.get_output_embeddings()
-    assert adapter.lm_head.weight is adapter.embeddings.weight  # tied
+    assert adapter.lm_head.weight is tiny_mamba2_model.get_input_embeddings().weight  # tied
     assert adapter.final_norm is tiny_mamba2_model.backbone.norm_f
     assert adapter.mamba_shape == _shape(tiny_mamba2_arch)
 
@@ -256,8 +276,29 @@ def test_adapter_config_for_keeps_base_fields(tiny_model, tiny_arch):
 
 def test_unsupported_model_type_names_families():
     with pytest.raises(ArchError) as err:
-        check_model_type("llama")
+        family_for_model_type("llama")
     assert "nemotron_h" in str(err.value) and "mamba2" in str(err.value)
+
+
+def test_registry_lists_each_family_once():
+    assert [f.name for f in registry.FAMILIES] == FAMILIES
+    for family in registry.FAMILIES:
+        assert family_named(family.name) is family is family_for_model_type(family.model_type)
+
+
+def test_every_parameter_has_a_trim_rule(family_model):
+    """The family's trim rules cover every state-dict entry, and nothing else matches."""
+    arch, model = family_model
+    family = adapter_for(model).family
+    for key, tensor in model.state_dict().items():
+        rule = family.trim_rule(key, arch.pattern)
+        assert rule is not None, key
+        assert len(rule.axes) <= tensor.ndim, key
+        if rule.block is not None:
+            assert family.param_key(rule.block, rule.suffix) == key
+    assert family.trim_rule("lm_head.bias", arch.pattern) is None
+    assert family.trim_rule(family.param_key(0, "mixer.new_weight"), arch.pattern) is None
+    assert family.trim_rule(family.param_key(len(arch.pattern), "norm.weight"), arch.pattern) is None
 
 
 # --------------------------------------------------------------------------- build_model

@@ -15,7 +15,8 @@ import torch
 
 from conftest import TINY_ARCH, TINY_MAMBA2_ARCH, logits, make_model
 from nemo_minitron.arch import ATTENTION, MAMBA, MLP, HybridArch
-from nemo_minitron.models import adapter_for, load_model, save_checkpoint, split_conv
+from nemo_minitron.models import adapter_for, load_model, save_checkpoint
+from nemo_minitron.models.mamba_layout import CONV_PARTS, split_in_proj, split_rows
 from nemo_minitron.prune import (ImportanceScores, MinitronPruningCallback, PlanError, PruningConfig,
                                  PruningConfigError, PruningPlan, apply_plan, estimate_importance, make_plan,
                                  prune_checkpoint, rank_mamba)
@@ -93,24 +94,24 @@ def test_within_group_permutation_of_mamba_heads_preserves_logits(family, input_
     plan.validate()
     permuted = apply_plan(model, plan)
     # Every per-head / per-channel tensor moved exactly as the plan says (written out by hand) ...
-    first = adapter_for(model).layers_of(MAMBA)[0].index
-    src = adapter_for(model).mamba(adapter_for(model).layers()[first])
-    dst = adapter_for(permuted).mamba(adapter_for(permuted).layers()[first])
+    first = min(plan.mamba_heads)
+    src, dst = adapter_for(model).layers()[first].mixer, adapter_for(permuted).layers()[first].mixer
+    shape = adapter_for(model).mamba_shape
     heads, channels, hd = plan.mamba_heads[first], plan.mamba_channels[first], arch.mamba_head_dim
     inner = [h * hd + c for h in heads for c in channels]  # new flat channel p*hd+k <- source index
     assert not torch.equal(src.A_log, dst.A_log)
     for name in ("A_log", "D", "dt_bias"):
         assert torch.equal(getattr(dst, name), getattr(src, name)[heads]), name
-    sp, dp = src.projections(), dst.projections()
+    sp, dp = split_in_proj(src.in_proj.weight, shape), split_in_proj(dst.in_proj.weight, shape)
     assert torch.equal(dp["z"], sp["z"][inner]) and torch.equal(dp["x"], sp["x"][inner])
     assert torch.equal(dp["dt"], sp["dt"][heads])
     assert torch.equal(dp["B"], sp["B"]) and torch.equal(dp["C"], sp["C"])  # shared per group: untouched
-    sc, dc = src.conv_weights(), dst.conv_weights()
+    sc, dc = split_rows(src.conv1d.weight, shape, CONV_PARTS), split_rows(dst.conv1d.weight, shape, CONV_PARTS)
     assert torch.equal(dc["x"], sc["x"][inner]) and torch.equal(dc["B"], sc["B"]) and torch.equal(dc["C"], sc["C"])
     if src.conv1d.bias is not None:
-        sb, db = split_conv(src.conv1d.bias, src.shape), split_conv(dst.conv1d.bias, dst.shape)
+        sb, db = split_rows(src.conv1d.bias, shape, CONV_PARTS), split_rows(dst.conv1d.bias, shape, CONV_PARTS)
         assert torch.equal(db["x"], sb["x"][inner]) and torch.equal(db["B"], sb["B"])
-    assert torch.equal(dst.gated_norm.weight, src.gated_norm.weight[inner])
+    assert torch.equal(dst.norm.weight, src.norm.weight[inner])
     assert torch.equal(dst.out_proj.weight, src.out_proj.weight[:, inner])
     # ... and the function did not change.
     torch.testing.assert_close(logits(permuted, input_ids), before, rtol=0, atol=1e-5)

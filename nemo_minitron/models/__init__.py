@@ -1,14 +1,12 @@
-"""Adapters for the supported HF model families, and checkpoint I/O."""
+"""All model-family knowledge (one file per family, listed in ``registry``), and checkpoint I/O."""
 
-from . import mamba2, nemotron_h  # noqa: F401  (register the families)
-from .base import AttentionView, LayerRef, MambaView, MLPView, ModelAdapter, adapter_for, check_model_type
-from .io import (atomic_directory, build_model, is_complete_checkpoint, load_config, load_model, load_tokenizer,
-                 read_config_json, save_checkpoint)
-from .mamba_layout import (MambaShape, merge_conv, merge_in_proj, split_conv, split_in_proj)
+from .adapter import ModelAdapter, adapter_for
+from .family import LayerRef, ModelFamily, TrimRule
+from .io import build_model, is_complete_checkpoint, load_config, load_model, load_tokenizer, read_config_json, save_checkpoint
+from .registry import FAMILIES, family_for_model_type, family_named, find_family
 
 __all__ = [
-    "AttentionView", "LayerRef", "MambaView", "MLPView", "ModelAdapter", "adapter_for", "check_model_type",
-    "atomic_directory", "build_model", "is_complete_checkpoint", "load_config", "load_model", "load_tokenizer",
-    "read_config_json", "save_checkpoint", "MambaShape", "merge_conv", "merge_in_proj", "split_conv",
-    "split_in_proj",
+    "ModelAdapter", "adapter_for", "LayerRef", "ModelFamily", "TrimRule", "build_model", "is_complete_checkpoint",
+    "load_config", "load_model", "load_tokenizer", "read_config_json", "save_checkpoint", "FAMILIES",
+    "family_for_model_type", "family_named", "find_family",
 ]

@@ -1,4 +1,5 @@
-"""Cached generation for NemotronH models that have lost every attention layer.
+"""Cached generation for models whose family cannot size its cache (a NemotronH that has lost
+every attention layer).
 
 transformers 5.23 asks a hybrid cache's first *attention* layer for the sequence length and the
 mask sizes, and raises when there is none ("`get_seq_length` can only be called on Attention
@@ -14,6 +15,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from torch import nn
+
+from .registry import find_family
 
 
 @functools.cache  # one class, built on first use (transformers is imported lazily)
@@ -43,13 +46,11 @@ def _counting_cache_class() -> type:
 
 
 def needs_counting_cache(model: nn.Module) -> bool:
-    """A NemotronH model without attention layers (Mamba2ForCausalLM has its own cache and is fine)."""
+    """Whether the model's family says its cache cannot size itself for this shape
+    (a NemotronH without attention layers; see ``ModelFamily.needs_counting_cache``)."""
     config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) != "nemotron_h":
-        return False
-    from ..arch import ATTENTION, HybridArch
-
-    return ATTENTION not in HybridArch.from_hf_config(config).pattern
+    family = find_family(getattr(config, "model_type", None))
+    return family is not None and family.needs_counting_cache(family.arch_from_config(config))
 
 
 @contextmanager

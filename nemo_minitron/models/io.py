@@ -17,7 +17,7 @@ from torch import nn
 
 from ..arch import HybridArch
 from ..atomic import atomic_directory
-from .base import check_model_type
+from .registry import family_for_model_type, family_named
 
 
 def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def load_config(path: str | os.PathLike) -> Any:
     """The HF config of a local checkpoint folder, checked to be a supported family (no weights read)."""
     from transformers import AutoConfig
 
-    check_model_type(read_config_json(path).get("model_type"))
+    family_for_model_type(read_config_json(path).get("model_type"))
     return AutoConfig.from_pretrained(str(path), local_files_only=True)
 
 
@@ -43,7 +43,7 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None, device
     """Load a hybrid ``*ForCausalLM`` from a local folder (never from a hub)."""
     from transformers import AutoModelForCausalLM
 
-    check_model_type(read_config_json(path).get("model_type"))
+    family_for_model_type(read_config_json(path).get("model_type"))
     model = AutoModelForCausalLM.from_pretrained(
         str(path), dtype=dtype or torch.float32, local_files_only=True,
     )
@@ -63,7 +63,7 @@ def build_model(arch: HybridArch, base_config: Any | None = None, seed: int | No
 
     if seed is not None:
         torch.manual_seed(seed)
-    config = arch.to_hf_config(base=base_config)
+    config = family_named(arch.family).hf_config(arch, base=base_config)
     with torch.device(device or "cpu"):
         return AutoModelForCausalLM.from_config(config)
 

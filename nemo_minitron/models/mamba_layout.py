@@ -1,8 +1,9 @@
 """Where each Mamba2 quantity lives inside the fused ``in_proj`` and ``conv1d`` weights.
 
-Both NemotronH and Mamba2 fuse five projections into one ``in_proj`` (rows z | x | B | C | dt)
-and run one depthwise ``conv1d`` over x | B | C. Pruning a head or a head channel means
-cutting matching rows out of several of these blocks, so the layout lives in one place.
+Both NemotronH and Mamba2 use the same mixer: five projections fused into one ``in_proj`` (rows
+z | x | B | C | dt) and one depthwise ``conv1d`` over x | B | C. Pruning a head or a head channel
+means cutting matching rows out of several of these blocks, so the layout, and the mixer's trim
+rules, live here once and both family files use them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from ..arch import HybridArch
 
 IN_PROJ_PARTS = ("z", "x", "B", "C", "dt")
 CONV_PARTS = ("x", "B", "C")
@@ -23,6 +26,10 @@ class MambaShape:
     head_dim: int
     num_groups: int
     state_dim: int
+
+    @classmethod
+    def of(cls, arch: HybridArch) -> MambaShape:
+        return cls(arch.mamba_num_heads, arch.mamba_head_dim, arch.mamba_num_groups, arch.mamba_state_dim)
 
     @property
     def inner(self) -> int:
@@ -62,27 +69,39 @@ def split_rows(tensor: torch.Tensor, shape: MambaShape, parts: tuple[str, ...]) 
     return dict(zip(parts, torch.split(tensor, sizes, dim=0)))
 
 
-def merge_rows(pieces: dict[str, torch.Tensor], parts: tuple[str, ...]) -> torch.Tensor:
-    """Inverse of :func:`split_rows`."""
-    missing = [p for p in parts if p not in pieces]
-    if missing:
-        raise ValueError(f"missing parts {missing} to assemble {parts}")
-    return torch.cat([pieces[p] for p in parts], dim=0)
-
-
 def split_in_proj(weight: torch.Tensor, shape: MambaShape) -> dict[str, torch.Tensor]:
-    """``in_proj.weight`` (or bias) -> {z, x, B, C, dt}."""
+    """``in_proj.weight`` (or bias, or its output moved to dim 0) -> {z, x, B, C, dt}."""
     return split_rows(weight, shape, IN_PROJ_PARTS)
 
 
-def merge_in_proj(pieces: dict[str, torch.Tensor]) -> torch.Tensor:
-    return merge_rows(pieces, IN_PROJ_PARTS)
+def mamba_axes(shape: MambaShape, heads: list[int], channels: list[int]) -> dict[str, torch.Tensor]:
+    """Row indices of the trim axes (``heads``, ``inner``, ``conv``, ``in_proj``) for the kept
+    heads and head channels. B and C rows are never cut: they are shared by all heads of a group."""
+    h = torch.as_tensor(heads, dtype=torch.long)
+    inner = shape.channel_index(h, torch.as_tensor(channels, dtype=torch.long))
+    i, gs = shape.inner, shape.group_state
+    bc = torch.arange(2 * gs)
+    return {
+        "heads": h,
+        "inner": inner,
+        "conv": torch.cat([inner, i + bc]),  # conv1d channels: x | B | C
+        "in_proj": torch.cat([inner, i + inner, 2 * i + bc, 2 * i + 2 * gs + h]),  # z | x | B | C | dt
+    }
 
 
-def split_conv(weight: torch.Tensor, shape: MambaShape) -> dict[str, torch.Tensor]:
-    """``conv1d.weight`` ([conv_dim, 1, K]) or bias -> {x, B, C}."""
-    return split_rows(weight, shape, CONV_PARTS)
+#: Trim rules of the mixer's parameters (keys below the mixer), shared by every family using it.
+MIXER_RULES: dict[str, tuple[str | None, ...]] = {
+    "in_proj.weight": ("in_proj", "hidden"),
+    "in_proj.bias": ("in_proj",),
+    "conv1d.weight": ("conv",),
+    "conv1d.bias": ("conv",),
+    "A_log": ("heads",),
+    "D": ("heads",),
+    "dt_bias": ("heads",),
+    "norm.weight": ("inner",),  # gated RMSNorm over groups of I/G channels
+    "out_proj.weight": ("hidden", "inner"),
+    "out_proj.bias": ("hidden",),
+}
 
-
-def merge_conv(pieces: dict[str, torch.Tensor]) -> torch.Tensor:
-    return merge_rows(pieces, CONV_PARTS)
+#: Importance probes of the mixer (role -> attribute; roles in ``family.py``).
+MIXER_PROBES = {"in_proj": "in_proj", "out_proj": "out_proj"}

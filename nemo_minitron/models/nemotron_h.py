@@ -1,13 +1,107 @@
-"""NemotronH (``NemotronHForCausalLM``): Mamba2, attention and MLP blocks under ``model.layers``."""
+"""NemotronH (``NemotronHForCausalLM``): Mamba2, attention and MLP blocks under ``model.layers``.
+
+Everything this package knows about the family: how its config spells a shape (the layer
+pattern is saved as ``layers_block_type``), its module names, its trim rules, and its quirks
+(lm_head is never tied; a model without attention layers needs a token-counting generation cache).
+"""
 
 from __future__ import annotations
 
-from .base import ModelAdapter, register
+from typing import Any
+
+from ..arch import ATTENTION, MAMBA, MLP, ArchError, HybridArch
+from .family import FFN_IN, HEADS_OUT, ModelFamily, prefixed
+from .mamba_layout import MIXER_PROBES, MIXER_RULES
+
+#: Layer symbol -> ``layers_block_type`` entry.
+_BLOCK_TYPES = {MAMBA: "linear_attention", ATTENTION: "full_attention", MLP: "mlp"}
 
 
-@register
-class NemotronHAdapter(ModelAdapter):
-    family = "nemotron_h"
+class NemotronH(ModelFamily):
+    name = "nemotron_h"
     model_type = "nemotron_h"
     backbone_attr = "model"
+    probes = {MAMBA: MIXER_PROBES, MLP: {FFN_IN: "up_proj"}, ATTENTION: {HEADS_OUT: "o_proj"}}
+    block_rules = {
+        MAMBA: {"norm.weight": ("hidden",), **prefixed("mixer.", MIXER_RULES)},
+        ATTENTION: {
+            "norm.weight": ("hidden",),
+            "mixer.q_proj.weight": ("q", "hidden"),
+            "mixer.k_proj.weight": (None, "hidden"),  # KV heads are kept whole
+            "mixer.v_proj.weight": (None, "hidden"),
+            "mixer.o_proj.weight": ("hidden", "q"),
+        },
+        MLP: {
+            "norm.weight": ("hidden",),
+            "mixer.up_proj.weight": ("ffn", "hidden"),
+            "mixer.up_proj.bias": ("ffn",),
+            "mixer.down_proj.weight": ("hidden", "ffn"),
+            "mixer.down_proj.bias": ("hidden",),
+        },
+    }
+    model_rules = {
+        "model.embeddings.weight": (None, "hidden"),
+        "model.norm_f.weight": ("hidden",),
+        "lm_head.weight": (None, "hidden"),
+    }
+    #: The pattern is written as ``layers_block_type``; these older spellings would contradict it.
+    stale_config_fields = ("hybrid_override_pattern", "num_hidden_layers", "layer_types")
 
+    def config_class(self) -> type:
+        from transformers import NemotronHConfig
+
+        return NemotronHConfig
+
+    def arch_from_config(self, cfg: Any) -> HybridArch:
+        pattern = cfg.hybrid_override_pattern
+        if "E" in pattern:
+            raise ArchError("MoE layers ('E' in hybrid_override_pattern) are not supported yet")
+        return HybridArch(
+            family=self.name,
+            pattern=pattern,
+            hidden_size=cfg.hidden_size,
+            vocab_size=cfg.vocab_size,
+            ffn_hidden_size=cfg.intermediate_size,
+            num_attention_heads=cfg.num_attention_heads,
+            num_query_groups=cfg.num_key_value_heads,
+            attention_head_dim=cfg.head_dim,
+            mamba_num_heads=cfg.mamba_num_heads,
+            mamba_head_dim=cfg.mamba_head_dim,
+            mamba_num_groups=cfg.n_groups,
+            mamba_state_dim=cfg.ssm_state_size,
+            mamba_conv_kernel=cfg.conv_kernel,
+            # NemotronHForCausalLM has no tied-weights keys: lm_head is always its own tensor.
+            tie_word_embeddings=False,
+            mamba_proj_bias=bool(cfg.use_bias),
+            mamba_conv_bias=bool(cfg.use_conv_bias),
+            mlp_bias=bool(cfg.mlp_bias),
+        )
+
+    def config_fields(self, arch: HybridArch) -> dict[str, Any]:
+        # Widths of absent layer kinds are 0 in the arch; the HF config wants positive values.
+        return dict(
+            hidden_size=arch.hidden_size, vocab_size=arch.vocab_size,
+            layers_block_type=[_BLOCK_TYPES[s] for s in arch.pattern],
+            intermediate_size=max(arch.ffn_hidden_size, 1),
+            num_attention_heads=max(arch.num_attention_heads, 1),
+            num_key_value_heads=max(arch.num_query_groups, 1),
+            head_dim=max(arch.attention_head_dim, 1),
+            mamba_num_heads=max(arch.mamba_num_heads, 1), mamba_head_dim=max(arch.mamba_head_dim, 1),
+            n_groups=arch.mamba_num_groups, ssm_state_size=arch.mamba_state_dim,
+            conv_kernel=arch.mamba_conv_kernel, tie_word_embeddings=arch.tie_word_embeddings,
+            use_bias=arch.mamba_proj_bias, use_conv_bias=arch.mamba_conv_bias, mlp_bias=arch.mlp_bias,
+        )
+
+    def check_arch(self, arch: HybridArch) -> None:
+        if arch.tie_word_embeddings:
+            raise ArchError(
+                "tie_word_embeddings=True: NemotronHForCausalLM (transformers) never ties lm_head to the "
+                "embeddings, so the model would have both; use tie_word_embeddings=False"
+            )
+
+    def needs_counting_cache(self, arch: HybridArch) -> bool:
+        """transformers 5.23 sizes a NemotronH cache from its first attention layer and fails without one."""
+        return ATTENTION not in arch.pattern
+
+
+FAMILY = NemotronH()

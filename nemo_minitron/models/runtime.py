@@ -1,7 +1,7 @@
 """Run-time settings of a loaded model that are not part of its checkpoint.
 
 Family knowledge (where the Mamba mixers and the LM head live) belongs to the family files;
-these helpers are the one place the rest of the package asks for it.
+these helpers ask the family and are the one place the rest of the package goes for it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .adapter import adapter_for
+from .registry import find_family
+
 #: Mamba chunk length used on CPU. The chunked SSM scan pads every sequence to a multiple of the
 #: chunk and does O(chunk^2) work per chunk; with the reference (non-CUDA) kernels a 32-token chunk
 #: made a tiny-teacher training step ~2x faster than the checkpoints' 128 at 48 tokens and ~1.35x
@@ -19,18 +22,17 @@ CPU_SSM_CHUNK = 32
 
 
 def set_ssm_chunk_size(model: nn.Module, size: Optional[int]) -> int:
-    """Set the scan chunk length of every Mamba mixer (runtime only: the config, and so the
-    saved checkpoint, keep theirs). ``None`` leaves them. Returns the number of mixers changed."""
+    """Set the scan chunk length of every Mamba mixer of ``model`` (an HF model of a supported
+    family; runtime only: the config, and so the saved checkpoint, keep theirs). ``None`` leaves
+    them. Returns the number of mixers changed."""
     if size is None:
         return 0
     if size < 1:
         raise ValueError(f"ssm_chunk_size={size} must be >= 1")
-    n = 0
-    for module in model.modules():
-        if hasattr(module, "chunk_size") and hasattr(module, "A_log"):
-            module.chunk_size = int(size)
-            n += 1
-    return n
+    mixers = adapter_for(model).ssm_mixers()
+    for mixer in mixers:
+        mixer.chunk_size = int(size)
+    return len(mixers)
 
 
 def resolve_chunk_size(ssm_chunk_size: Optional[int], accelerator: str) -> Optional[int]:
@@ -41,13 +43,12 @@ def resolve_chunk_size(ssm_chunk_size: Optional[int], accelerator: str) -> Optio
 
 
 def backbone_and_head(model: nn.Module) -> Optional[tuple[nn.Module, nn.Module]]:
-    """``(backbone, lm_head)`` of an HF causal LM, or None when it has no separable head.
+    """``(backbone, lm_head)`` of a causal LM of a supported family, or None for any other model.
 
     Lets a loss run the LM head only on the positions it needs (see
     ``posttrain.modules.selected_logits``).
     """
-    backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if backbone is None or head is None or backbone is model:
+    family = find_family(getattr(getattr(model, "config", None), "model_type", None))
+    if family is None:
         return None
-    return backbone, head
+    return family.backbone(model), family.lm_head(model)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_file
 from ..arch import ATTENTION, MAMBA, MLP, HybridArch
 from ..models import adapter_for
+from ..models.family import FFN_IN, HEADS_OUT, IN_PROJ, OUT_PROJ
 from ..models.mamba_layout import split_in_proj
 
 SCORES_FILE = "importance.safetensors"
@@ -178,8 +179,6 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
         i = layer.index
         hook(layer.norm, lambda m, a, out, i=i: act[f"hidden.{i}"].add(out))
         if layer.kind == MAMBA:
-            view = adapter.mamba(layer)
-
             def on_in_proj(m: nn.Module, a: tuple, out: torch.Tensor, i: int = i) -> None:
                 parts = split_in_proj(out.movedim(-1, 0), shape)
                 act[f"mamba.x.{i}"].add(parts["x"].movedim(0, -1))
@@ -189,12 +188,12 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
                 act[f"mamba.out_proj.{i}"].add(a[0])
                 flap[i].add(a[0])
 
-            hook(view.in_proj, on_in_proj)
-            hook(view.out_proj, on_out_proj, pre=True)
+            hook(adapter.probe(layer, IN_PROJ), on_in_proj)
+            hook(adapter.probe(layer, OUT_PROJ), on_out_proj, pre=True)
         elif layer.kind == MLP:
-            hook(adapter.mlp(layer).up_proj, lambda m, a, out, i=i: act[f"ffn.{i}"].add(out))
+            hook(adapter.probe(layer, FFN_IN), lambda m, a, out, i=i: act[f"ffn.{i}"].add(out))
         elif layer.kind == ATTENTION:
-            hook(adapter.attention(layer).o_proj, lambda m, a, i=i: act[f"attention.{i}"].add(a[0]), pre=True)
+            hook(adapter.probe(layer, HEADS_OUT), lambda m, a, i=i: act[f"attention.{i}"].add(a[0]), pre=True)
         if "cosine" in layer_metrics:
             def on_block(m: nn.Module, args: tuple, kwargs: dict, out: Any, i: int = i) -> None:
                 x, y = _block_input(args, kwargs).float(), _output_tensor(out).float()
@@ -235,7 +234,7 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
             for metric in ("x", "z", "out_proj"):
                 scores.mamba.setdefault(metric, {})[i] = act[f"mamba.{metric}.{i}"].result().view(
                     shape.num_heads, shape.head_dim)
-            w2 = adapter.mamba(layer).out_proj.weight.detach().float().pow(2).sum(dim=0).cpu()
+            w2 = adapter.probe(layer, OUT_PROJ).weight.detach().float().pow(2).sum(dim=0).cpu()
             scores.mamba.setdefault("flap", {})[i] = (w2 * flap[i].variance()).view(shape.num_heads, shape.head_dim)
         elif layer.kind == MLP:
             scores.ffn[i] = act[f"ffn.{i}"].result()

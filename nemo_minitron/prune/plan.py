@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arch import ATTENTION, MAMBA, MLP, HybridArch
+from ..atomic import write_text_atomic
 
 
 class PlanError(ValueError):
@@ -111,9 +112,7 @@ class PruningPlan:
             raise PlanError(f"not a pruning plan: {err!r}") from err
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PruningPlan:

@@ -1,0 +1,177 @@
+"""The interface every model family implements: one object holds everything a family knows.
+
+A family file (``nemotron_h.py``, ``mamba2.py``, ...) subclasses :class:`ModelFamily` and fills in
+how its HF config spells a :class:`~nemo_minitron.arch.HybridArch`, where its modules live, which
+axis every dimension of every parameter belongs to (the trim rules), and its run-time quirks.
+Pruning, importance and training code only ever ask a family; none of them spells a module or
+parameter name. Adding a family is one file plus one line in ``registry.py``.
+
+Trim rules name, per tensor dimension, the axis it is indexed by (``None``: kept whole):
+``hidden`` (model width), ``ffn`` (MLP neurons), ``q`` (attention query rows, head-major),
+``heads`` / ``inner`` / ``conv`` / ``in_proj`` (Mamba heads, head channels and the fused rows of
+:mod:`.mamba_layout`). ``prune.trim`` turns a plan's kept indices into those index tensors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+from torch import nn
+
+from ..arch import MAMBA, ArchError, HybridArch
+
+#: Axis of each dimension of one tensor (``None``: keep that dimension whole).
+Axes = tuple[str | None, ...]
+
+#: Sub-modules importance estimation reads, by role (the family maps them to its module names).
+IN_PROJ = "in_proj"  #: Mamba: its output holds the fused z | x | B | C | dt rows
+OUT_PROJ = "out_proj"  #: Mamba: its input is the SSM output (heads x head channels)
+FFN_IN = "ffn_in"  #: MLP: its output is one activation per FFN neuron (paper eq. 26)
+HEADS_OUT = "heads_out"  #: attention: its input is the concatenated per-head outputs
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """One residual block of the layer pattern: ``x + mixer(norm(x))``."""
+
+    index: int
+    kind: str  #: MAMBA, ATTENTION or MLP
+    block: nn.Module  #: the residual unit (skipping it removes the layer)
+    norm: nn.Module  #: its pre-norm: the output is the mixer's input
+    mixer: nn.Module
+
+
+@dataclass(frozen=True)
+class TrimRule:
+    """How to cut one state-dict tensor: the axes of its dimensions, and where it lives.
+
+    ``block`` is the pattern position whose kept indices apply (``None`` for model-level tensors
+    such as embeddings, which are only cut along ``hidden``); ``suffix`` is the key below the block,
+    used to rebuild the key when depth pruning renumbers the blocks.
+    """
+
+    axes: Axes
+    block: int | None = None
+    suffix: str = ""
+
+
+def prefixed(prefix: str, rules: dict[str, Axes]) -> dict[str, Axes]:
+    """``rules`` with every key moved under ``prefix`` (e.g. a mixer's rules inside its block)."""
+    return {prefix + key: axes for key, axes in rules.items()}
+
+
+class ModelFamily:
+    """Everything one HF model family knows. Subclasses set the class attributes and the
+    config methods; the module-path and trimming defaults fit a ``backbone.layers[i].{norm,mixer}``
+    layout and may be overridden for other layouts."""
+
+    #: ``HybridArch.family`` of this family.
+    name: ClassVar[str]
+    #: ``config.model_type`` of its HF checkpoints.
+    model_type: ClassVar[str]
+    #: Attribute of the ``*ForCausalLM`` holding the backbone, and the backbone's own attributes.
+    backbone_attr: ClassVar[str]
+    layers_attr: ClassVar[str] = "layers"
+    final_norm_attr: ClassVar[str] = "norm_f"
+    head_attr: ClassVar[str] = "lm_head"
+    #: Attributes of one layer module: its pre-norm and its mixer.
+    block_norm_attr: ClassVar[str] = "norm"
+    block_mixer_attr: ClassVar[str] = "mixer"
+    #: Layer kind -> role -> attribute of the mixer (see the role constants above).
+    probes: ClassVar[dict[str, dict[str, str]]]
+    #: Layer kind -> key below the layer module -> axes.
+    block_rules: ClassVar[dict[str, dict[str, Axes]]]
+    #: Full state-dict key -> axes, for tensors outside the layers.
+    model_rules: ClassVar[dict[str, Axes]]
+    #: Fields of a base config that contradict :meth:`config_fields` and must be dropped.
+    stale_config_fields: ClassVar[tuple[str, ...]] = ()
+
+    # ------------------------------------------------------------------ HF config <-> shape
+    def config_class(self) -> type:
+        """The transformers config class (imported lazily)."""
+        raise NotImplementedError
+
+    def arch_from_config(self, cfg: Any) -> HybridArch:
+        """The shape an HF config of this family describes."""
+        raise NotImplementedError
+
+    def config_fields(self, arch: HybridArch) -> dict[str, Any]:
+        """The HF config fields ``arch`` determines (other fields are kept from a base config)."""
+        raise NotImplementedError
+
+    def check_arch(self, arch: HybridArch) -> None:
+        """Raise :class:`ArchError` for a shape this family's HF model cannot have."""
+
+    def hf_config(self, arch: HybridArch, base: Any | None = None) -> Any:
+        """A transformers config for ``arch``. Fields it does not determine (norm eps, token ids,
+        rope/dt settings, ...) are copied from ``base`` when given, so a pruned model keeps them."""
+        arch.validate()
+        config_cls = self.config_class()
+        fields = self.config_fields(arch)
+        if base is None:
+            return config_cls(**fields)
+        if getattr(base, "model_type", None) != self.model_type:
+            raise ArchError(f"base config is {base.model_type!r} but this arch is family={arch.family!r}")
+        merged = base.to_dict()
+        for stale in self.stale_config_fields:
+            merged.pop(stale, None)
+        merged.update(fields)
+        return config_cls(**merged)
+
+    # ------------------------------------------------------------------ module paths
+    def backbone(self, model: nn.Module) -> nn.Module:
+        return getattr(model, self.backbone_attr)
+
+    def final_norm(self, model: nn.Module) -> nn.Module:
+        return getattr(self.backbone(model), self.final_norm_attr)
+
+    def lm_head(self, model: nn.Module) -> nn.Module:
+        return getattr(model, self.head_attr)
+
+    def layers(self, model: nn.Module, pattern: str) -> list[LayerRef]:
+        """The blocks of ``model`` in pattern order."""
+        blocks = list(getattr(self.backbone(model), self.layers_attr))
+        if len(blocks) != len(pattern):
+            raise ArchError(f"model has {len(blocks)} layers but its config pattern has {len(pattern)}")
+        return [LayerRef(i, kind, block, getattr(block, self.block_norm_attr), getattr(block, self.block_mixer_attr))
+                for i, (kind, block) in enumerate(zip(pattern, blocks))]
+
+    def probe(self, layer: LayerRef, role: str) -> nn.Module:
+        """The sub-module of ``layer`` playing ``role`` (a TypeError when its kind has no such role)."""
+        attr = self.probes.get(layer.kind, {}).get(role)
+        if attr is None:
+            raise TypeError(f"layer {layer.index} is {layer.kind!r}, which has no {role!r} module")
+        return getattr(layer.mixer, attr)
+
+    def ssm_mixers(self, model: nn.Module, pattern: str) -> list[nn.Module]:
+        """The Mamba mixers (they hold the run-time scan ``chunk_size``)."""
+        return [layer.mixer for layer in self.layers(model, pattern) if layer.kind == MAMBA]
+
+    # ------------------------------------------------------------------ trimming
+    @cached_property
+    def _layer_key(self) -> re.Pattern[str]:
+        return re.compile(rf"^{re.escape(self.backbone_attr)}\.{re.escape(self.layers_attr)}\.(\d+)\.(.+)$")
+
+    def trim_rule(self, key: str, pattern: str) -> TrimRule | None:
+        """How to cut state-dict entry ``key`` of a model with layer ``pattern``; None if unknown."""
+        match = self._layer_key.match(key)
+        if match is None:
+            axes = self.model_rules.get(key)
+            return None if axes is None else TrimRule(axes)
+        block, suffix = int(match.group(1)), match.group(2)
+        if block >= len(pattern):
+            return None
+        axes = self.block_rules.get(pattern[block], {}).get(suffix)
+        return None if axes is None else TrimRule(axes, block, suffix)
+
+    def param_key(self, block: int, suffix: str) -> str:
+        """The state-dict key of ``suffix`` in the block at pattern position ``block``."""
+        return f"{self.backbone_attr}.{self.layers_attr}.{block}.{suffix}"
+
+    # ------------------------------------------------------------------ run-time quirks
+    def needs_counting_cache(self, arch: HybridArch) -> bool:
+        """Whether ``generate`` needs the token-counting cache of :mod:`.generation`."""
+        return False
