@@ -117,6 +117,15 @@ def test_within_group_permutation_of_mamba_heads_preserves_logits(family, input_
     torch.testing.assert_close(logits(permuted, input_ids), before, rtol=0, atol=1e-5)
 
 
+def test_unknown_parameter_fails_loudly(family):
+    """A weight the family has no trim rule for is never copied through unpruned."""
+    arch, model = family
+    first = adapter_for(model).layers()[0]
+    first.mixer.register_parameter("surprise", torch.nn.Parameter(torch.zeros(3)))
+    with pytest.raises(PlanError, match=r"do not know how to prune parameter '.*layers\.0\.mixer\.surprise'"):
+        apply_plan(model, PruningPlan.keep_all(arch))
+
+
 def test_cross_group_swap_changes_logits_and_is_rejected(family, input_ids):
     arch, model = family
     before = logits(model, input_ids)
