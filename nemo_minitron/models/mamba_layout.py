@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..arch import HybridArch
+from .family import IN_PROJ, OUT_PROJ
 
 IN_PROJ_PARTS = ("z", "x", "B", "C", "dt")
 CONV_PARTS = ("x", "B", "C")
@@ -103,5 +104,5 @@ MIXER_RULES: dict[str, tuple[str | None, ...]] = {
     "out_proj.bias": ("hidden",),
 }
 
-#: Importance probes of the mixer (role -> attribute; roles in ``family.py``).
-MIXER_PROBES = {"in_proj": "in_proj", "out_proj": "out_proj"}
+#: Importance probes of the mixer: role -> attribute of the mixer.
+MIXER_PROBES = {IN_PROJ: "in_proj", OUT_PROJ: "out_proj"}

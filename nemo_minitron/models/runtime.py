@@ -43,12 +43,14 @@ def resolve_chunk_size(ssm_chunk_size: Optional[int], accelerator: str) -> Optio
 
 
 def backbone_and_head(model: nn.Module) -> Optional[tuple[nn.Module, nn.Module]]:
-    """``(backbone, lm_head)`` of a causal LM of a supported family, or None for any other model.
+    """``(backbone, lm_head)`` of an HF causal LM of a supported family, or None for any other model.
 
     Lets a loss run the LM head only on the positions it needs (see
     ``posttrain.modules.selected_logits``).
     """
+    from transformers import PreTrainedModel
+
     family = find_family(getattr(getattr(model, "config", None), "model_type", None))
-    if family is None:
+    if family is None or not isinstance(model, PreTrainedModel):  # e.g. a wrapper that must see every call
         return None
     return family.backbone(model), family.lm_head(model)
