@@ -14,6 +14,7 @@ Trim rules name, per tensor dimension, the axis it is indexed by (``None``: kept
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -86,6 +87,8 @@ class ModelFamily:
     block_rules: ClassVar[dict[str, dict[str, Axes]]]
     #: Full state-dict key -> axes, for tensors outside the layers.
     model_rules: ClassVar[dict[str, Axes]]
+    #: HybridArch field -> the HF config field spelling it, for fields copied as they are.
+    config_names: ClassVar[dict[str, str]]
     #: Fields of a base config that contradict :meth:`config_fields` and must be dropped.
     stale_config_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -101,6 +104,18 @@ class ModelFamily:
     def config_fields(self, arch: HybridArch) -> dict[str, Any]:
         """The HF config fields ``arch`` determines (other fields are kept from a base config)."""
         raise NotImplementedError
+
+    def read_named_fields(self, cfg: Any) -> dict[str, Any]:
+        """The :attr:`config_names` fields of an HF config, as HybridArch fields (flags as bool)."""
+        flags = {f.name for f in dataclasses.fields(HybridArch) if isinstance(f.default, bool)}
+        return {field: bool(getattr(cfg, name)) if field in flags else getattr(cfg, name)
+                for field, name in self.config_names.items()}
+
+    def named_fields(self, arch: HybridArch) -> dict[str, Any]:
+        """The :attr:`config_names` fields of ``arch`` in HF spelling. Widths of absent layer kinds
+        are 0 in the arch; HF configs want positive values, so they become 1."""
+        values = {name: getattr(arch, field) for field, name in self.config_names.items()}
+        return {name: v if isinstance(v, bool) else max(v, 1) for name, v in values.items()}
 
     def check_arch(self, arch: HybridArch) -> None:
         """Raise :class:`ArchError` for a shape this family's HF model cannot have."""

@@ -25,36 +25,24 @@ class Mamba2(ModelFamily):
         "lm_head.weight": (None, "hidden"),
     }
 
+    config_names = dict(
+        hidden_size="hidden_size", vocab_size="vocab_size", mamba_num_heads="num_heads",
+        mamba_head_dim="head_dim", mamba_num_groups="n_groups", mamba_state_dim="state_size",
+        mamba_conv_kernel="conv_kernel", tie_word_embeddings="tie_word_embeddings", mamba_proj_bias="use_bias",
+        mamba_conv_bias="use_conv_bias",
+    )
+
     def config_class(self) -> type:
         from transformers import Mamba2Config
 
         return Mamba2Config
 
     def arch_from_config(self, cfg: Any) -> HybridArch:
-        return HybridArch(
-            family=self.name,
-            pattern=MAMBA * cfg.num_hidden_layers,
-            hidden_size=cfg.hidden_size,
-            vocab_size=cfg.vocab_size,
-            mamba_num_heads=cfg.num_heads,
-            mamba_head_dim=cfg.head_dim,
-            mamba_num_groups=cfg.n_groups,
-            mamba_state_dim=cfg.state_size,
-            mamba_conv_kernel=cfg.conv_kernel,
-            tie_word_embeddings=bool(cfg.tie_word_embeddings),
-            mamba_proj_bias=bool(cfg.use_bias),
-            mamba_conv_bias=bool(cfg.use_conv_bias),
-        )
+        return HybridArch(family=self.name, pattern=MAMBA * cfg.num_hidden_layers, **self.read_named_fields(cfg))
 
     def config_fields(self, arch: HybridArch) -> dict[str, Any]:
-        return dict(
-            hidden_size=arch.hidden_size, vocab_size=arch.vocab_size, num_hidden_layers=arch.num_layers,
-            num_heads=arch.mamba_num_heads, head_dim=arch.mamba_head_dim,
-            expand=arch.mamba_inner_size // arch.hidden_size, n_groups=arch.mamba_num_groups,
-            state_size=arch.mamba_state_dim, conv_kernel=arch.mamba_conv_kernel,
-            tie_word_embeddings=arch.tie_word_embeddings, use_bias=arch.mamba_proj_bias,
-            use_conv_bias=arch.mamba_conv_bias,
-        )
+        return dict(num_hidden_layers=arch.num_layers, expand=arch.mamba_inner_size // arch.hidden_size,
+                    **self.named_fields(arch))
 
     def check_arch(self, arch: HybridArch) -> None:
         if set(arch.pattern) != {MAMBA}:

@@ -44,6 +44,13 @@ class NemotronH(ModelFamily):
         "model.norm_f.weight": ("hidden",),
         "lm_head.weight": (None, "hidden"),
     }
+    config_names = dict(
+        hidden_size="hidden_size", vocab_size="vocab_size", ffn_hidden_size="intermediate_size",
+        num_attention_heads="num_attention_heads", num_query_groups="num_key_value_heads",
+        attention_head_dim="head_dim", mamba_num_heads="mamba_num_heads", mamba_head_dim="mamba_head_dim",
+        mamba_num_groups="n_groups", mamba_state_dim="ssm_state_size", mamba_conv_kernel="conv_kernel",
+        mamba_proj_bias="use_bias", mamba_conv_bias="use_conv_bias", mlp_bias="mlp_bias",
+    )
     #: The pattern is written as ``layers_block_type``; these older spellings would contradict it.
     stale_config_fields = ("hybrid_override_pattern", "num_hidden_layers", "layer_types")
 
@@ -56,41 +63,13 @@ class NemotronH(ModelFamily):
         pattern = cfg.hybrid_override_pattern
         if "E" in pattern:
             raise ArchError("MoE layers ('E' in hybrid_override_pattern) are not supported yet")
-        return HybridArch(
-            family=self.name,
-            pattern=pattern,
-            hidden_size=cfg.hidden_size,
-            vocab_size=cfg.vocab_size,
-            ffn_hidden_size=cfg.intermediate_size,
-            num_attention_heads=cfg.num_attention_heads,
-            num_query_groups=cfg.num_key_value_heads,
-            attention_head_dim=cfg.head_dim,
-            mamba_num_heads=cfg.mamba_num_heads,
-            mamba_head_dim=cfg.mamba_head_dim,
-            mamba_num_groups=cfg.n_groups,
-            mamba_state_dim=cfg.ssm_state_size,
-            mamba_conv_kernel=cfg.conv_kernel,
-            # NemotronHForCausalLM has no tied-weights keys: lm_head is always its own tensor.
-            tie_word_embeddings=False,
-            mamba_proj_bias=bool(cfg.use_bias),
-            mamba_conv_bias=bool(cfg.use_conv_bias),
-            mlp_bias=bool(cfg.mlp_bias),
-        )
+        # NemotronHForCausalLM has no tied-weights keys: lm_head is always its own tensor.
+        return HybridArch(family=self.name, pattern=pattern, tie_word_embeddings=False,
+                          **self.read_named_fields(cfg))
 
     def config_fields(self, arch: HybridArch) -> dict[str, Any]:
-        # Widths of absent layer kinds are 0 in the arch; the HF config wants positive values.
-        return dict(
-            hidden_size=arch.hidden_size, vocab_size=arch.vocab_size,
-            layers_block_type=[_BLOCK_TYPES[s] for s in arch.pattern],
-            intermediate_size=max(arch.ffn_hidden_size, 1),
-            num_attention_heads=max(arch.num_attention_heads, 1),
-            num_key_value_heads=max(arch.num_query_groups, 1),
-            head_dim=max(arch.attention_head_dim, 1),
-            mamba_num_heads=max(arch.mamba_num_heads, 1), mamba_head_dim=max(arch.mamba_head_dim, 1),
-            n_groups=arch.mamba_num_groups, ssm_state_size=arch.mamba_state_dim,
-            conv_kernel=arch.mamba_conv_kernel, tie_word_embeddings=arch.tie_word_embeddings,
-            use_bias=arch.mamba_proj_bias, use_conv_bias=arch.mamba_conv_bias, mlp_bias=arch.mlp_bias,
-        )
+        return dict(layers_block_type=[_BLOCK_TYPES[s] for s in arch.pattern],
+                    tie_word_embeddings=arch.tie_word_embeddings, **self.named_fields(arch))
 
     def check_arch(self, arch: HybridArch) -> None:
         if arch.tie_word_embeddings:
