@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..arch import HybridArch
-from .family import IN_PROJ, OUT_PROJ
+from .family import IN_PROJ, OUT_PROJ, Axes
 
 IN_PROJ_PARTS = ("z", "x", "B", "C", "dt")
 CONV_PARTS = ("x", "B", "C")
@@ -91,7 +91,7 @@ def mamba_axes(shape: MambaShape, heads: list[int], channels: list[int]) -> dict
 
 
 #: Trim rules of the mixer's parameters (keys below the mixer), shared by every family using it.
-MIXER_RULES: dict[str, tuple[str | None, ...]] = {
+MIXER_RULES: dict[str, Axes] = {
     "in_proj.weight": ("in_proj", "hidden"),
     "in_proj.bias": ("in_proj",),
     "conv1d.weight": ("conv",),

@@ -15,6 +15,7 @@ from torch import nn
 from ..arch import ATTENTION, MAMBA
 from ..models import adapter_for
 from ..models.attention_layout import attention_axes
+from ..models.family import Axes
 from ..models.mamba_layout import MambaShape, mamba_axes
 from .plan import PlanError, PruningPlan
 
@@ -30,7 +31,7 @@ def _block_axes(plan: PruningPlan, block: int) -> dict[str, torch.Tensor]:
     return {"ffn": torch.as_tensor(plan.ffn[block], dtype=torch.long)}
 
 
-def _take(tensor: torch.Tensor, axes: tuple[str | None, ...], index: dict[str, torch.Tensor]) -> torch.Tensor:
+def _take(tensor: torch.Tensor, axes: Axes, index: dict[str, torch.Tensor]) -> torch.Tensor:
     for dim, axis in enumerate(axes):
         if axis is not None:
             tensor = tensor.index_select(dim, index[axis].to(tensor.device))
