@@ -3,6 +3,7 @@ a model (layers, probes for importance, backbone and head, config for a new shap
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -44,6 +45,9 @@ class ModelAdapter:
     def layers(self) -> list[LayerRef]:
         return self.family.layers(self.model, self.arch.pattern)
 
+    def has_probe(self, layer: LayerRef, role: str) -> bool:
+        return self.family.has_probe(layer, role)
+
     def probe(self, layer: LayerRef, role: str) -> nn.Module:
         """The sub-module of ``layer`` playing ``role`` (``family.IN_PROJ``, ``FFN_IN``, ...)."""
         return self.family.probe(layer, role)
@@ -52,9 +56,10 @@ class ModelAdapter:
         return self.family.ssm_mixers(self.model, self.arch.pattern)
 
     # --------------------------------------------------------------- config
-    def config_for(self, arch: HybridArch) -> Any:
-        """An HF config of this family for ``arch``, keeping every other field of the current config."""
-        return self.family.hf_config(arch, base=self.model.config)
+    def config_for(self, arch: HybridArch, kept_layers: Sequence[int] | None = None) -> Any:
+        """An HF config of this family for ``arch``, keeping every other field of the current config
+        (per-layer fields: the entries of ``kept_layers``, see ``ModelFamily.hf_config``)."""
+        return self.family.hf_config(arch, base=self.model.config, kept_layers=kept_layers)
 
 
 def adapter_for(model: nn.Module) -> ModelAdapter:

@@ -59,6 +59,7 @@ def pruned_state_dict(model: nn.Module, plan: PruningPlan) -> dict[str, torch.Te
         if rule.block not in axes_cache:
             axes_cache[rule.block] = {**hidden, **_block_axes(plan, rule.block)}
         out[family.param_key(new_index[rule.block], rule.suffix)] = _take(tensor, rule.axes, axes_cache[rule.block])
+    family.adjust_pruned_state(out, plan.source, plan.target)
     return out
 
 
@@ -69,6 +70,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan, validate: bool = True) -> nn
     violating them really does change the model.
     """
     from transformers import AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
 
     if validate:
         plan.validate()
@@ -76,10 +78,12 @@ def apply_plan(model: nn.Module, plan: PruningPlan, validate: bool = True) -> nn
     if adapter.arch != plan.source:
         raise PlanError(f"plan was made for {plan.source.describe()} but the model is {adapter.arch.describe()}")
     state = pruned_state_dict(model, plan)
-    config = adapter.config_for(plan.target)
+    config = adapter.config_for(plan.target, kept_layers=plan.kept_source_layers)
     param = next(model.parameters())
     config.dtype = param.dtype
-    with torch.device("meta"):
+    # Parameters are allocated uninitialised, then replaced by the kept weights. Built on the real device (not
+    # "meta"), the model keeps the non-persistent buffers its forward needs (rotary frequencies, embedding scales).
+    with no_init_weights(), torch.device(param.device):
         pruned = AutoModelForCausalLM.from_config(config)
     pruned.load_state_dict(state, strict=True, assign=True)
     if plan.target.tie_word_embeddings:
