@@ -148,14 +148,25 @@ def describe_error(stage: str, fn: Callable[..., Any], exc: BaseException) -> Tu
             return f"{stage}: unknown argument '{key}'{_did_you_mean(fn, key)}", 2
         if isinstance(exc, ParseError) and key:
             cause = exc.__cause__ if isinstance(exc.__cause__, ParseError) else exc
-            wanted = getattr(cause.expected_type, "__name__", None) or str(cause.expected_type)
-            return f"{stage}: bad value for '{key}': {cause.value!r} is not a valid {wanted} ({cause.reason})", 2
+            reason = str(cause.reason).split(" (Argument: ")[0]
+            why = "" if "Union" in reason else f" ({reason})"  # a Union's reason repeats every member's
+            return f"{stage}: bad value for '{key}': {cause.value!r} is not a valid {_type_name(cause.expected_type)}{why}", 2
         if isinstance(exc.__cause__, STAGE_REFUSALS):  # e.g. a factory that refused its arguments
             return f"{stage}: {exc.__cause__}", 2
         return f"{stage}: {str(exc).split(' (Argument: ')[0]}" + (f" ('{key}')" if key else ""), 2
     if isinstance(exc, STAGE_REFUSALS):
         return f"{stage}: {exc}", 1
     return f"{stage}: {type(exc).__name__}: {exc} (add -v for the traceback)", 1
+
+
+def _type_name(tp: Any) -> str:
+    """``int``, ``int or None``, ``List[int]``: a type as the user would write it."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is typing.Union:
+        return " or ".join("None" if a is type(None) else _type_name(a) for a in args)
+    if inspect.isclass(tp) and not args:
+        return tp.__name__
+    return str(tp).replace("typing.", "")
 
 
 def _error_key(exc: BaseException) -> Optional[str]:
