@@ -99,29 +99,17 @@ def write_report(report: Dict[str, Any], output_dir: str) -> Dict[str, str]:
     return paths
 
 
-def evaluate_models(
-    loaded: Dict[str, Tuple[torch.nn.Module, Any]],
-    paths: Dict[str, str],
-    tasks: List[str],
-    ruler_lengths: List[int],
-    ruler_tasks: List[str],
-    ruler_samples: int = 5,
-    speed: bool = True,
-    speed_input_len: int = 2048,
-    speed_output_len: int = 128,
-    speed_batch_size: int = 1,
-    speed_repeats: int = 3,
-    instruct_tasks: int = 0,
-    limit: Optional[int] = None,
-    batch_size: int = 8,
-    max_length: Optional[int] = None,
-    seed: int = 0,
-) -> Tuple[Dict[str, Any], Dict[str, List[RulerSample]]]:
+def evaluate_models(loaded: Dict[str, Tuple[torch.nn.Module, Any]], paths: Dict[str, str], *, tasks: List[str],
+                    ruler_lengths: List[int], ruler_tasks: List[str], ruler_samples: int, speed: bool,
+                    speed_input_len: int, speed_output_len: int, speed_batch_size: int, speed_repeats: int,
+                    instruct_tasks: int, limit: Optional[int], batch_size: int, max_length: Optional[int],
+                    seed: int) -> Tuple[Dict[str, Any], Dict[str, List[RulerSample]]]:
     """Evaluate in-memory models by role (``"model"``, optional ``"baseline"``) on equal terms.
 
     Every role gets the same lm-eval ``tasks``, the same RULER samples and the same speed
     inputs (model and baseline interleaved). Returns the report's ``models`` (and ``speed``)
-    parts, and each role's RULER samples (for :func:`save_report`).
+    parts, and each role's RULER samples (for :func:`save_report`). The settings have no
+    defaults here: they are the ``eval`` stage's arguments, whose defaults are the one home.
     """
     out: Dict[str, Any] = {"models": {}}
     samples: Dict[str, List[RulerSample]] = {}

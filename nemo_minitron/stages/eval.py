@@ -70,7 +70,8 @@ def evaluate(
         },
     }
     results, samples = evaluate_models(
-        loaded, paths, task_list, lengths, ruler_task_list, ruler_samples=ruler_samples, speed=speed,
+        loaded, paths, tasks=task_list, ruler_lengths=lengths, ruler_tasks=ruler_task_list,
+        ruler_samples=ruler_samples, speed=speed,
         speed_input_len=speed_input_len, speed_output_len=speed_output_len, speed_batch_size=speed_batch_size,
         speed_repeats=speed_repeats, instruct_tasks=instruct_tasks, limit=limit, batch_size=batch_size,
         max_length=max_length, seed=seed)
