@@ -413,7 +413,7 @@ def test_pretrain_dryrun_with_overrides_trains_nothing(tmp_path):
 
 def test_pretrain_yaml_plus_override(tmp_path):
     # configs/tiny.yaml has arch_name: tiny, the name of a registered recipe too: it must stay
-    # a string (see nemo_minitron.cli.recipe), which the equality below checks.
+    # a string (see nemo_minitron.nemorun.recipe), which the equality below checks.
     base = yaml.safe_load(TINY_YAML.read_text())
     assert base["arch_name"] == "tiny"
     cfg = _to_yaml(tmp_path, "cfg", "--yaml", str(TINY_YAML), "output_dir=elsewhere", "seq_len=128")
