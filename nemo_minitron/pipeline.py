@@ -55,11 +55,12 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
                use_search: bool = False, **_: Any) -> list[Step]:
     """The built-in tiny recipe (about 20 minutes on 2 CPU cores at ``scale=1``)."""
     from .distill.run import distill_checkpoint
-    from .evaluate import evaluate_checkpoint
     from .posttrain.run import long_context, make_instruct_teacher, rpo, sft_kd
     from .pretrain import default_teacher_dir, pretrain_teacher
-    from .prune.run import prune_checkpoint
-    from .prune.search import SearchSpace, search_architecture
+    from .prune.search import SearchSpace
+    from .stages.eval import evaluate
+    from .stages.prune import prune
+    from .stages.search import search
 
     def steps(n: int) -> int:
         return max(2, int(round(n * scale)))
@@ -83,14 +84,14 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
     out = [Step("teacher", pretrain_teacher, teacher_kw, teacher)]
     if use_search:
         search_dir = d / "01_search"
-        out.append(Step("search", search_architecture, dict(
+        out.append(Step("search", search, dict(
             model_path=str(teacher), output_dir=str(search_dir), target_params=12_200_000, tolerance=0.05, top_k=3,
             distill_steps=steps(20), seq_length=seq, space=SearchSpace(fractions=[1.0, 0.75, 0.625, 0.5])),
             search_dir / "search_summary.json"))
         # The selected candidate's distilled checkpoint is the student from here on.
         pruned = search_dir / "selected"
     else:
-        out.append(Step("prune", prune_checkpoint, dict(
+        out.append(Step("prune", prune, dict(
             model_path=str(teacher), save_path=str(pruned), num_samples=4 if quick else 32, seq_length=seq,
             layer_importance_samples=4 if quick else 32,
             pruning_config=PruningConfig(target_hidden_size=160, target_ffn_hidden_size=512,
@@ -115,7 +116,7 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
             model_path=str(rpo2), save_path=str(longctx), min_len=256 if quick else 1024,
             max_len=512 if quick else 2048, **schedule(20), progress=True, **({"num_train": 4} if quick else {})),
              longctx),
-        Step("eval", evaluate_checkpoint, dict(
+        Step("eval", evaluate, dict(
             model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
             ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
@@ -145,8 +146,8 @@ class ScaleRecipe:
     def steps(self, output_dir: Path, model_path: Optional[str], data_path: Optional[str],
               val_data_path: Optional[str] = None, **_: Any) -> list[Step]:
         from .distill.run import distill_checkpoint
-        from .evaluate import evaluate_checkpoint
-        from .prune.run import prune_checkpoint
+        from .stages.eval import evaluate
+        from .stages.prune import prune
 
         if not model_path or not data_path:
             raise ValueError("real-scale recipes need model_path=<HF checkpoint folder> and data_path=<text/jsonl/"
@@ -154,7 +155,7 @@ class ScaleRecipe:
         pruned, distilled = output_dir / "01_pruned", output_dir / "02_distilled"
         gpu = dict(accelerator="gpu", devices=self.devices, precision="bf16-mixed")
         return [
-            Step("prune", prune_checkpoint, dict(
+            Step("prune", prune, dict(
                 model_path=model_path, save_path=str(pruned), pruning_config=self.pruning, calib_data_path=data_path,
                 num_samples=1024, seq_length=4096, batch_size=4, dtype="bfloat16", device="cuda"), pruned),
             Step("distill", distill_checkpoint, dict(
@@ -162,7 +163,7 @@ class ScaleRecipe:
                 val_data_path=val_data_path, seq_length=self.seq_length, micro_batch_size=self.micro_batch_size,
                 global_batch_size=self.global_batch_size, max_steps=self.max_steps, warmup_steps=self.warmup_steps,
                 lr=self.lr, strategy="fsdp", **gpu), distilled),
-            Step("eval", evaluate_checkpoint, dict(
+            Step("eval", evaluate, dict(
                 model_path=str(distilled), baseline_path=model_path, output_dir=str(output_dir / "03_eval"),
                 ruler_lengths=[4096, 8192, 16384], speed_input_len=65536, speed_output_len=1024),
                 output_dir / "03_eval" / "eval_report.json"),

@@ -21,7 +21,7 @@ from typing import Any, Dict
 
 import nemo_run as run
 
-from nemo_minitron.cli import recipe
+from nemo_minitron.nemorun import recipe
 from nemo_minitron.pretrain import pretrain_teacher
 
 #: Where the demo keeps its teacher (``make demo``); a finished checkpoint there is reused.

@@ -379,7 +379,8 @@ def bench_quality(args: argparse.Namespace) -> dict[str, Any]:
     from nemo_minitron.data.tokens import corpus_tokens, sample_rows
     from nemo_minitron.distill import distill_checkpoint, validation_loss
     from nemo_minitron.models import build_model, load_config, load_model, load_tokenizer, save_checkpoint
-    from nemo_minitron.prune import PruningConfig, prune_checkpoint
+    from nemo_minitron.prune import PruningConfig
+    from nemo_minitron.stages.prune import prune
     from nemo_minitron.training import unigram_loss
 
     work = Path(args.work_dir) / "quality"
@@ -405,8 +406,8 @@ def bench_quality(args: argparse.Namespace) -> dict[str, Any]:
     # the pruned student (Minitron: importance on calibration data, group-aware Mamba heads)
     pruned_dir = work / "pruned"
     t0 = time.perf_counter()
-    summary = prune_checkpoint(str(teacher_dir), str(pruned_dir), PruningConfig(**PRUNE_TARGETS),
-                               num_samples=args.calib_samples, seq_length=seq, layer_importance_samples=8)
+    summary = prune(str(teacher_dir), str(pruned_dir), PruningConfig(**PRUNE_TARGETS),
+                    num_samples=args.calib_samples, seq_length=seq, layer_importance_samples=8)
     results["prune_seconds"] = round(time.perf_counter() - t0, 1)
     student_arch = HybridArch.from_hf_config(load_config(pruned_dir))
     results["student_arch"] = student_arch.describe()
@@ -494,7 +495,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
         lines += [
             "### Pruned + distilled vs random init + distilled (tiny teacher)", "",
             f"Teacher: {r['teacher_arch']} ({r['teacher_origin']}). Student: {r['student_arch']} "
-            f"({100 * r['param_fraction']:.1f}% of the teacher's parameters), pruned with `prune_checkpoint` "
+            f"({100 * r['param_fraction']:.1f}% of the teacher's parameters), pruned with the `prune` stage "
             f"({', '.join(f'{k}={v}' for k, v in PRUNE_TARGETS.items())}) or built from random init "
             f"(`build_model(arch, seed=...)`). Both distilled with `distill_checkpoint` for {c['max_steps']} steps "
             f"x {c['global_batch_size']} x {c['seq_length']} tokens ({runs['pruned']['tokens']:,} tokens), "

@@ -122,7 +122,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from nemo_minitron.posttrain.generate import evaluate_checkpoint
+    from nemo_minitron.posttrain.generate import score_instruct_tasks
     from nemo_minitron.posttrain.run import long_context, make_instruct_teacher, rpo, sft_kd
 
     t0 = time.perf_counter()
@@ -145,10 +145,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise FileNotFoundError(f"--student {student} is not a checkpoint folder")
     else:
         from nemo_minitron.distill import distill_checkpoint
-        from nemo_minitron.prune import PruningConfig, prune_checkpoint
+        from nemo_minitron.prune import PruningConfig
+        from nemo_minitron.stages.prune import prune
 
         pruned, student = out / "pruned", out / "student_base"
-        seconds["prune"] = cached(pruned, f"prune the base teacher ({PRUNE})", lambda: prune_checkpoint(
+        seconds["prune"] = cached(pruned, f"prune the base teacher ({PRUNE})", lambda: prune(
             str(teacher), str(pruned), PruningConfig(**PRUNE), num_samples=32, seq_length=128,
             layer_importance_samples=16, device="cpu"))
         seconds["distill"] = cached(student, "distill the pruned student from the base teacher (LM text)",
@@ -182,7 +183,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             log(f"evaluating {name}")
             long_range = tuple(eval_cfg["long_range"]) if name in ("RPO 2", "long-context SFT") else None
             start = time.perf_counter()
-            evals[key] = evaluate_checkpoint(str(path), n_per_task=eval_cfg["n_per_task"], long_range=long_range)
+            evals[key] = score_instruct_tasks(str(path), n_per_task=eval_cfg["n_per_task"], long_range=long_range)
             evals[key]["eval_seconds"] = round(time.perf_counter() - start, 1)
             evals_file.write_text(json.dumps(evals, indent=1))
         results[name] = evals[key]

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from nemo_minitron import cli
+from nemo_minitron.stages.renames import renamed
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_YAML = ROOT / "configs" / "tiny.yaml"
@@ -100,6 +101,51 @@ def test_stage_registry_targets_are_well_formed():
         assert name.isidentifier() or name.replace("_", "").isalnum()
 
 
+@pytest.mark.parametrize("name", list(cli.STAGES))
+def test_every_stage_is_found_by_its_name(name):
+    """Each stage is ``nemo_minitron.stages.<name>:<function>``: one module per stage, named as it."""
+    import importlib
+
+    module, _, attr = cli.STAGES[name].target.partition(":")
+    assert module == f"nemo_minitron.stages.{name}", cli.STAGES[name].target
+    assert callable(getattr(importlib.import_module(module), attr))
+
+
+LIBRARY_PACKAGES = ("models", "data", "prune", "losses", "train", "evaluate", "posttrain")
+
+
+def _imported_modules(path: Path, package: str) -> List[str]:
+    """Absolute names of every module ``path`` (inside ``package``) imports, relative ones resolved."""
+    import ast
+
+    parts = package.split(".")
+    if path.name != "__init__.py":
+        parts.append(path.stem)
+    names: List[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(parts[: len(parts) - node.level] + ([base] if base else []))
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_library_packages_import_no_stage():
+    package_root = ROOT / "nemo_minitron"
+    offenders = []
+    for package in LIBRARY_PACKAGES:
+        for path in sorted((package_root / package).rglob("*.py")):
+            package_name = ".".join(("nemo_minitron", *path.parent.relative_to(package_root).parts))
+            for name in _imported_modules(path, package_name):
+                if name == "nemo_minitron.stages" or name.startswith("nemo_minitron.stages."):
+                    offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, offenders
+    assert _imported_modules(package_root / "prune" / "search.py", "nemo_minitron.prune")  # the scan sees imports
+
+
 # ---------------------------------------------------------------------------------------------
 # The dispatch machinery, in process, on a stand-in stage (nothing trained)
 
@@ -126,10 +172,18 @@ def toy_stage(
     Args:
         output_dir: where it would write.
     """
+    if steps < 0:  # the stage's own validation
+        raise ValueError(f"steps={steps} must be >= 0")
     CALLS.append(
         dict(output_dir=output_dir, steps=steps, lr=lr, cfg=pruning_config, note=note, extra=extra)
     )
     return {"ok": True}
+
+
+@renamed(n_steps="steps", **{"pruning_config.hidden": "pruning_config.target_hidden_size"})
+def toy_renamed(output_dir: str, steps: int = 3, pruning_config: ToyPruningConfig = ToyPruningConfig()) -> dict:
+    """A stand-in stage with renamed arguments."""
+    return toy_stage(output_dir, steps=steps, pruning_config=pruning_config)
 
 
 class _FakeTTY(io.StringIO):
@@ -142,6 +196,7 @@ def toy(monkeypatch):
     import nemo_run.cli.api as nr_api
 
     monkeypatch.setitem(cli.STAGES, "toy", cli.Stage(f"{__name__}:toy_stage", "a toy stage"))
+    monkeypatch.setitem(cli.STAGES, "toy_renamed", cli.Stage(f"{__name__}:toy_renamed", "a renamed toy"))
     # NeMo-Run remembers a confirmation answer for the whole process; start each test afresh.
     monkeypatch.setattr(nr_api, "NEMORUN_SKIP_CONFIRMATION", None)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
@@ -208,6 +263,65 @@ def test_bad_value_fails_with_nonzero_status(toy, capsys):
     rc = cli.main(["toy", "steps=2"])  # output_dir is required
     assert rc != 0
     assert CALLS == []
+
+
+def test_unknown_argument_names_the_stage_and_the_closest_name(toy, capsys):
+    assert cli.main(["toy", "output_dir=o", "stpes=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "toy: unknown argument 'stpes' (did you mean 'steps'?)"
+    assert "Unexpected error" not in err and "0x" not in err
+    assert CALLS == []
+
+
+def test_unknown_dotted_field_names_the_field(toy, capsys):
+    assert cli.main(["toy", "output_dir=o", "pruning_config.target_hiden_size=8"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "toy: unknown argument 'pruning_config.target_hiden_size' "
+        "(did you mean 'pruning_config.target_hidden_size'?)"
+    )
+    assert cli.main(["toy", "output_dir=o", "zzz=1"]) == 2
+    assert capsys.readouterr().err.strip() == "toy: unknown argument 'zzz'"  # nothing close
+    assert CALLS == []
+
+
+def test_bad_value_names_the_stage_field_and_reason(toy, capsys):
+    assert cli.main(["toy", "output_dir=o", "steps=many"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("toy: bad value for 'steps': 'many' is not a valid int"), err
+    assert cli.main(["toy", "output_dir=o", "pruning_config.target_hidden_size=big"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "toy: bad value for 'pruning_config.target_hidden_size': 'big' is not a valid int or None"
+    assert CALLS == []
+
+
+def test_renamed_argument_is_refused_before_parsing(toy, capsys):
+    assert cli.main(["toy_renamed", "output_dir=o", "n_steps=4"]) == 2
+    err = capsys.readouterr().err
+    assert "argument 'n_steps' was renamed to 'steps'; use steps=..." in err
+    assert cli.main(["toy_renamed", "output_dir=o", "pruning_config.hidden=4", "--dryrun"]) == 2
+    assert "'pruning_config.hidden' was renamed to 'pruning_config.target_hidden_size'" in capsys.readouterr().err
+    assert CALLS == []
+    # The new names work, through the decorator (its annotations are resolved like any stage's).
+    assert cli.main(["toy_renamed", "output_dir=o", "steps=4", "pruning_config.target_hidden_size=8"]) == 0
+    assert CALLS[0]["steps"] == 4 and CALLS[0]["cfg"] == ToyPruningConfig(target_hidden_size=8)
+
+
+def test_stage_refusal_is_one_plain_line(toy, capsys):
+    assert cli.main(["toy", "output_dir=o", "steps=-1"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "toy: steps=-1 must be >= 0"
+    assert "Unexpected error" not in err
+
+
+def test_verbose_shows_the_traceback(toy):
+    with pytest.raises(ValueError, match="must be >= 0"):
+        cli.main(["toy", "output_dir=o", "steps=-1", "-v"])
+
+
+def test_command_line_keys():
+    args = ["a=1", "b.c=[1,2]", "d+=3", "--yaml", "x.yaml", "--factory", "tiny(output_dir=o)", "-v", "e = 2"]
+    assert cli.command_line_keys(args) == ["a", "b.c", "d", "e"]
 
 
 def test_terminal_asks_for_confirmation_unless_yes(toy, monkeypatch, capsys):
@@ -299,7 +413,7 @@ def test_pretrain_dryrun_with_overrides_trains_nothing(tmp_path):
 
 def test_pretrain_yaml_plus_override(tmp_path):
     # configs/tiny.yaml has arch_name: tiny, the name of a registered recipe too: it must stay
-    # a string (see nemo_minitron.cli.recipe), which the equality below checks.
+    # a string (see nemo_minitron.nemorun.recipe), which the equality below checks.
     base = yaml.safe_load(TINY_YAML.read_text())
     assert base["arch_name"] == "tiny"
     cfg = _to_yaml(tmp_path, "cfg", "--yaml", str(TINY_YAML), "output_dir=elsewhere", "seq_len=128")
