@@ -1,0 +1,139 @@
+"""The settings every training stage shares: :class:`TrainConfig` (data shape, schedule length,
+hardware, checkpoints) and :class:`OptimConfig` (AdamW + warmup/cosine schedule).
+
+Stages take them as ``train`` and ``optim`` arguments, so overrides read the same everywhere
+(``train.max_steps=20 optim.lr=1e-3``). Each stage keeps its own defaults through a small
+subclass that only changes field defaults (``DistillOptim.lr = 1e-3``): NeMo-Run builds a
+dotted override from the annotated class, so a subclass default survives ``optim.warmup_steps=3``
+where a default *instance* of the base class would not. Both are frozen: a default instance
+in a signature is shared by every call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple, TypeVar
+
+C = TypeVar("C")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a stage trains: batch shape, length, validation, checkpoints, hardware.
+
+    Attributes:
+        seq_length: tokens per training sequence (packed rows; the longest chat sequence).
+        micro_batch_size: sequences per device per forward/backward.
+        global_batch_size: sequences per optimizer step over all devices; a multiple of
+            micro_batch_size x devices (the quotient is the gradient-accumulation count).
+        max_steps: optimizer steps; the LR schedule spans them.
+        val_check_interval: validate every this many optimizer steps (0: never during training).
+        limit_val_batches: batches per periodic validation (0: no validation).
+        checkpoint_every: write a resumable Lightning checkpoint every this many steps.
+        seed: seeds weights (where built here), data order and everything else.
+        accelerator, devices, strategy, precision: the Lightning Trainer's.
+        gradient_clip_val: clip the gradient norm to this (None: no clipping).
+        work_dir: Lightning checkpoints, logs and stage caches (default ``<save_path>.work``);
+            a rerun with the same work_dir resumes from its ``last.ckpt``.
+        keep_work: keep work_dir after a finished run (by default it is removed on success:
+            optimizer state is tens of GB at 4B parameters).
+        stop_after_steps: end this call after that many optimizer steps (counted from step 0)
+            with a resumable checkpoint; the schedule still spans max_steps.
+        progress: show progress bars.
+        ssm_chunk_size: Mamba scan chunk at run time (None: the stage's default; post-training
+            uses 32 on CPU, pretraining and distillation the checkpoint's own).
+    """
+
+    seq_length: int = 256
+    micro_batch_size: int = 4
+    global_batch_size: int = 8
+    max_steps: int = 100
+    val_check_interval: int = 50
+    limit_val_batches: int = 8
+    checkpoint_every: int = 50
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    gradient_clip_val: Optional[float] = None
+    work_dir: Optional[str] = None
+    keep_work: bool = False
+    stop_after_steps: Optional[int] = None
+    progress: bool = True
+    ssm_chunk_size: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for name in ("seq_length", "micro_batch_size", "global_batch_size", "max_steps", "checkpoint_every",
+                     "devices"):
+            value = getattr(self, name)
+            _check(value >= 1, f"train.{name}={value} must be >= 1")
+        for name in ("val_check_interval", "limit_val_batches"):
+            value = getattr(self, name)
+            _check(value >= 0, f"train.{name}={value} must be >= 0")
+        _check(self.stop_after_steps is None or self.stop_after_steps >= 1,
+               f"train.stop_after_steps={self.stop_after_steps} must be >= 1 (or None)")
+        _check(self.gradient_clip_val is None or self.gradient_clip_val > 0,
+               f"train.gradient_clip_val={self.gradient_clip_val} must be > 0 (or None)")
+        _check(self.ssm_chunk_size is None or self.ssm_chunk_size >= 1,
+               f"train.ssm_chunk_size={self.ssm_chunk_size} must be >= 1 (or None)")
+        per_step = self.micro_batch_size * self.devices
+        _check(self.global_batch_size % per_step == 0,
+               f"train.global_batch_size={self.global_batch_size} must be a multiple of train.micro_batch_size x "
+               f"train.devices = {self.micro_batch_size} x {self.devices}")
+
+    @property
+    def accumulate(self) -> int:
+        """Micro-batches accumulated per optimizer step on each device."""
+        return self.global_batch_size // (self.micro_batch_size * self.devices)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW (no decay on 1-D parameters), linear warmup then cosine decay to ``min_lr_ratio x lr``.
+
+    Attributes:
+        lr: peak learning rate.
+        min_lr_ratio: final LR as a fraction of lr.
+        warmup_steps: linear warmup steps (at most train.max_steps).
+        weight_decay: AdamW decay of matrices and embeddings.
+        betas: AdamW betas (0.95 reacts faster than 0.999 to loss spikes).
+    """
+
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 10
+    weight_decay: float = 0.01
+    betas: Tuple[float, float] = (0.9, 0.95)
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, f"optim.lr={self.lr} must be > 0")
+        _check(0.0 <= self.min_lr_ratio <= 1.0, f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        _check(self.warmup_steps >= 0, f"optim.warmup_steps={self.warmup_steps} must be >= 0")
+        _check(self.weight_decay >= 0, f"optim.weight_decay={self.weight_decay} must be >= 0")
+        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+               f"optim.betas={self.betas} must be two numbers in [0, 1)")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # YAML/CLI give lists
+
+    def check(self, train: TrainConfig) -> None:
+        """The checks that need both configs."""
+        _check(self.warmup_steps <= train.max_steps,
+               f"optim.warmup_steps={self.warmup_steps} must be between 0 and train.max_steps={train.max_steps}")
+
+
+def with_overrides(config: C, overrides: dict[str, Any]) -> tuple[C, dict[str, Any]]:
+    """``config`` with the overrides that name its fields replaced, and the overrides left over.
+
+    For Python callers that hold flat settings (``{"max_steps": 20, "lr": 1e-3, ...}``): split
+    them between a stage's ``train`` and ``optim`` in two calls.
+    """
+    names = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    mine = {k: v for k, v in overrides.items() if k in names}
+    rest = {k: v for k, v in overrides.items() if k not in names}
+    return dataclasses.replace(config, **mine), rest  # type: ignore[type-var]
