@@ -94,7 +94,7 @@ class Stage:
 #: The stages, in pipeline order. Add a stage with one line (see the module docstring).
 STAGES: Dict[str, Stage] = {
     "pretrain": Stage(
-        "nemo_minitron.pretrain:pretrain_teacher",
+        "nemo_minitron.stages.pretrain:pretrain",
         "train the built-in tiny NemotronH teacher on the offline corpus (cached)",
         recipes=("recipes.tiny",),
     ),
@@ -108,20 +108,20 @@ STAGES: Dict[str, Stage] = {
         "architecture search under a parameter budget: zero-shot loss, short distillation of the top K",
     ),
     "distill": Stage(
-        "nemo_minitron.distill.run:distill_checkpoint",
+        "nemo_minitron.stages.distill:distill",
         "distill a (pruned) student from its teacher with a forward-KL logits loss (resumable)",
         recipes=("recipes.scale",),
     ),
     "sft_kd": Stage(
-        "nemo_minitron.posttrain.run:sft_kd",
+        "nemo_minitron.stages.sft_kd:sft_kd",
         "SFT with knowledge distillation from the teacher's cached top-k logits (assistant tokens only)",
     ),
     "rpo": Stage(
-        "nemo_minitron.posttrain.run:rpo",
+        "nemo_minitron.stages.rpo:rpo",
         "RPO / DPO preference alignment against a frozen reference copy",
     ),
     "long_context": Stage(
-        "nemo_minitron.posttrain.run:long_context",
+        "nemo_minitron.stages.long_context:long_context",
         "long-context SFT on concatenated conversations with far-apart evidence",
     ),
     "eval": Stage(

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from nemo_minitron.data.chat import pad_right
-from nemo_minitron.distill.topk import topk_teacher
-from nemo_minitron.posttrain.modules import selected_logits
+from nemo_minitron.losses.topk import topk_teacher
+from nemo_minitron.losses.logprobs import selected_logits
 
 INDEX_FILE = "index.json"
 CACHE_VERSION = 1

@@ -121,7 +121,7 @@ def enumerate_candidates(source: HybridArch, scores: ImportanceScores, target_pa
 
 @torch.no_grad()
 def lm_loss(model: nn.Module, tokens: torch.Tensor, batch_size: int = 8) -> float:
-    from ..distill.run import validation_loss
+    from ..train.metrics import validation_loss
 
     return validation_loss(model, tokens, batch_size)
 
@@ -152,7 +152,9 @@ def search_architecture(model_path: str, output_dir: str, target_params: int, to
                         distill_kwargs: Optional[dict[str, Any]] = None, seed: int = 0) -> dict[str, Any]:
     """Run the search; returns the summary (best candidate, table rows) also written to output_dir."""
     from ..data.tokens import calibration_tokens, corpus_tokens, sample_rows
-    from ..distill.run import distill_checkpoint
+    # A library calling a stage: the search rewrite (issue #12) moves this call into stages/.
+    from ..train.config import call_with_settings
+    from ..stages.distill import distill
 
     out = Path(output_dir)
     cand_dir = out / "candidates"
@@ -201,7 +203,7 @@ def search_architecture(model_path: str, output_dir: str, target_params: int, to
         pruned_dir, distilled_dir = cand_dir / cand.name / "pruned", cand_dir / cand.name / "distilled"
         pruned = apply_plan(model, make_plan(scores, cand.pruning_config(source)))
         save_checkpoint(pruned, pruned_dir, tokenizer=tokenizer)
-        distill_checkpoint(str(model_path), str(pruned_dir), str(distilled_dir), **kw)
+        call_with_settings(distill, str(model_path), str(pruned_dir), str(distilled_dir), **kw)
         record["distilled_loss"] = lm_loss(load_model(distilled_dir), val)
         _write_json(cand_dir / f"{cand.name}.json", record)
 

@@ -39,3 +39,4 @@ def save_model(model: nn.Module, tokenizer: Any, save_path: str, summary_file: s
 def config_record(train: TrainConfig, optim: OptimConfig, **stage: Any) -> dict[str, Any]:
     """The summary's ``config``: the stage's own settings, then ``train`` and ``optim``."""
     return {**stage, "train": dataclasses.asdict(train), "optim": dataclasses.asdict(optim)}
+

@@ -5,8 +5,6 @@ Wiring only: load both checkpoints and the corpus -> :class:`~nemo_minitron.trai
 ``distill_summary.json``) to ``save_path``, atomically.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Any, Optional
 

@@ -2,7 +2,7 @@
 optimizer recipe, the resumable step-indexed data module, the LightningModules (causal LM,
 distillation, SFT / SFT-KD, RPO) and :func:`fit`, the only builder of a Lightning Trainer."""
 
-from .config import OptimConfig, TrainConfig, with_overrides
+from .config import OptimConfig, TrainConfig, call_with_settings, with_overrides
 from .data import PackedRows, StepBatchSampler, StepData, packed_loader
 from .distillation import DistillationModule, VocabularyMismatchError, check_same_tokenizer, check_same_vocabulary
 from .metrics import LossHistory, TokensPerSecond, unigram_loss, validation_loss
@@ -12,7 +12,7 @@ from .posttraining import RPOModule, SFTKDModule, pad_pair_batch
 from .trainer import FitResult, build_trainer, fit, work_dir_of
 
 __all__ = [
-    "OptimConfig", "TrainConfig", "with_overrides", "PackedRows", "StepBatchSampler", "StepData", "packed_loader",
+    "OptimConfig", "TrainConfig", "call_with_settings", "with_overrides", "PackedRows", "StepBatchSampler", "StepData", "packed_loader",
     "DistillationModule", "VocabularyMismatchError", "check_same_tokenizer", "check_same_vocabulary", "LossHistory",
     "TokensPerSecond", "unigram_loss", "validation_loss", "CausalLMModule", "FrozenPeerMixin", "TrainModule",
     "configure_optimizer", "cosine_with_warmup", "make_adamw", "param_groups", "RPOModule", "SFTKDModule",

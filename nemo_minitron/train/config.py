@@ -12,8 +12,10 @@ in a signature is shared by every call.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple, TypeVar
+from typing import Any, Optional, TypeVar
 
 C = TypeVar("C")
 
@@ -103,23 +105,24 @@ class OptimConfig:
         min_lr_ratio: final LR as a fraction of lr.
         warmup_steps: linear warmup steps (at most train.max_steps).
         weight_decay: AdamW decay of matrices and embeddings.
-        betas: AdamW betas (0.95 reacts faster than 0.999 to loss spikes).
+        beta1, beta2: AdamW betas (beta2 0.95 reacts faster than 0.999 to loss spikes).
     """
 
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 10
     weight_decay: float = 0.01
-    betas: Tuple[float, float] = (0.9, 0.95)
+    beta1: float = 0.9
+    beta2: float = 0.95
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"optim.lr={self.lr} must be > 0")
         _check(0.0 <= self.min_lr_ratio <= 1.0, f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
         _check(self.warmup_steps >= 0, f"optim.warmup_steps={self.warmup_steps} must be >= 0")
         _check(self.weight_decay >= 0, f"optim.weight_decay={self.weight_decay} must be >= 0")
-        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
-               f"optim.betas={self.betas} must be two numbers in [0, 1)")
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # YAML/CLI give lists
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            _check(0.0 <= value < 1.0, f"optim.{name}={value} must be in [0, 1)")
 
     def check(self, train: TrainConfig) -> None:
         """The checks that need both configs."""
@@ -137,3 +140,13 @@ def with_overrides(config: C, overrides: dict[str, Any]) -> tuple[C, dict[str, A
     mine = {k: v for k, v in overrides.items() if k in names}
     rest = {k: v for k, v in overrides.items() if k not in names}
     return dataclasses.replace(config, **mine), rest  # type: ignore[type-var]
+
+
+def call_with_settings(stage: Callable[..., Any], *args: Any, **settings: Any) -> Any:
+    """Call a training stage with flat settings (``max_steps=20, lr=1e-3, topk=16``): the names of
+    ``train`` / ``optim`` fields go into copies of the stage's own defaults, the rest are passed
+    as they are. For scripts and searches that keep per-run settings in one flat dict."""
+    params = inspect.signature(stage).parameters
+    train, rest = with_overrides(params["train"].default, settings)
+    optim, rest = with_overrides(params["optim"].default, rest)
+    return stage(*args, train=train, optim=optim, **rest)

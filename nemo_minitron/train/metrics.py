@@ -90,10 +90,11 @@ class LossHistory(L.Callback):
 def validation_loss(model: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 8) -> float:
     """Mean next-token cross-entropy (nats) of ``model`` on packed rows."""
     model.eval()
+    device = next(model.parameters()).device
     total, n = 0.0, 0
     with torch.no_grad():
         for lo in range(0, tokens.shape[0], batch_size):
-            batch = tokens[lo:lo + batch_size]
+            batch = tokens[lo:lo + batch_size].to(device)
             logits = model(input_ids=batch, use_cache=False).logits
             total += shifted_cross_entropy_chunked(logits, batch).item() * batch.shape[0]
             n += batch.shape[0]

@@ -79,6 +79,6 @@ def make_adamw(params: ParamsLike, lr: float, weight_decay: float,
 
 def configure_optimizer(params: ParamsLike, optim: OptimConfig, total_steps: int) -> dict[str, Any]:
     """What a LightningModule's ``configure_optimizers`` returns: AdamW + a per-step schedule."""
-    optimizer = make_adamw(params, lr=optim.lr, weight_decay=optim.weight_decay, betas=tuple(optim.betas))
+    optimizer = make_adamw(params, lr=optim.lr, weight_decay=optim.weight_decay, betas=(optim.beta1, optim.beta2))
     scheduler = cosine_with_warmup(optimizer, optim.warmup_steps, total_steps, optim.min_lr_ratio)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
