@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,10 @@ def fit(module: L.LightningModule, data: StepData, train: TrainConfig, optim: Op
         print(f"[train] work folder (checkpoints, logs): {work}" + (f"; resuming from {last}" if resume_from else ""))
     module.train()  # HF from_pretrained returns eval-mode models; frozen peers are not children
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    with warnings.catch_warnings():
+        # StepData's loader *is* resumable (it starts at the restored step); Lightning cannot tell.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     steps = int(trainer.global_step)
     loss_first, loss_last = history.first_and_last(train.accumulate)
     summary: dict[str, Any] = {
