@@ -50,15 +50,16 @@ class StopAfterSteps(L.Callback):
 
 
 class ResumedStep(L.Callback):
-    """Records (and prints) the optimizer step a run resumed from, once the checkpoint is restored."""
+    """Records (and prints) the optimizer step a run resumed from, as its checkpoint is loaded."""
 
     def __init__(self) -> None:
         self.step: Optional[int] = None
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.step = int(trainer.global_step)
-        if self.step and trainer.is_global_zero:
-            print(f"[train] resumed from step {self.step} of {trainer.max_steps}")
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        self.step = int(checkpoint.get("global_step", 0))
+        if trainer.is_global_zero:
+            print(f"[train] resuming from step {self.step} of {trainer.max_steps}")
 
 
 def build_trainer(train: TrainConfig, work: Path, callbacks: Sequence[L.Callback], validate: bool,
