@@ -140,7 +140,7 @@ def _val_loss(model: nn.Module, rows: torch.Tensor) -> float:
 
 def test_short_run_learns_and_reports(trained):
     out, summary = trained
-    assert summary["cached"] is False and summary["steps"] == RUN["max_steps"]
+    assert summary["cached"] is False and summary["steps"] == RUN["train"].max_steps
     assert summary["tokens_seen"] == 10 * 8 * 64
     assert summary["num_params"] == SMALL_ARCH.num_params()
     # From the uniform-ish random init (~ln 32000) down, and the training curve too.
