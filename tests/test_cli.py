@@ -292,7 +292,7 @@ def test_pretrain_dryrun_with_overrides_trains_nothing(tmp_path):
         "_target_": PRETRAIN_TARGET,
         "_partial_": True,
         "save_path": str(out_dir),
-        "train": {"_target_": "nemo_minitron.stages.pretrain.PretrainTrain", "max_steps": 3, "seq_length": 64},
+        "train": {"_target_": "nemo_minitron.stages.settings.PretrainTrain", "max_steps": 3, "seq_length": 64},
     }
     assert not out_dir.exists()
 
@@ -329,7 +329,7 @@ def test_distill_dryrun_with_dotted_overrides_keeps_its_lr(tmp_path):
     assert "DistillOptim(warmup_steps=3)" in proc.stdout  # the class whose lr default is distill's 1e-3
     cfg = _to_yaml(tmp_path, "d", "teacher_path=t", "student_path=s", "save_path=o", "optim.warmup_steps=3",
                    stage="distill")
-    assert cfg["optim"] == {"_target_": "nemo_minitron.stages.distill.DistillOptim", "warmup_steps": 3}
+    assert cfg["optim"] == {"_target_": "nemo_minitron.stages.settings.DistillOptim", "warmup_steps": 3}
     from nemo_minitron.stages.distill import DistillOptim
 
     assert DistillOptim(warmup_steps=3).lr == 1e-3

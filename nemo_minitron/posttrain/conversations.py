@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 
-def load_conversations(data_path: Optional[str], default: Callable[[], list[dict[str, Any]]]) -> list[list[dict[str, str]]]:
+def load_conversations(data_path: Optional[str],
+                       default: Callable[[], list[dict[str, Any]]]) -> list[list[dict[str, str]]]:
     """The ``messages`` of chat JSONL files (``data_path``: comma-separated), else of ``default()``."""
     from nemo_minitron.data.chat import load_chat_jsonl
 

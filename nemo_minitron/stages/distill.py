@@ -5,41 +5,19 @@ Wiring only: load both checkpoints and the corpus -> :class:`~nemo_minitron.trai
 ``distill_summary.json``) to ``save_path``, atomically.
 """
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from nemo_minitron.data.tokens import corpus_tokens
 from nemo_minitron.models import load_model, load_tokenizer
 from nemo_minitron.models.runtime import set_ssm_chunk_size
-from nemo_minitron.train import (DistillationModule, OptimConfig, PackedRows, StepData, TrainConfig,
-                                 check_same_tokenizer, fit)
+from nemo_minitron.train import (DistillationModule, PackedRows, StepData, check_same_tokenizer, fit)
 
 from ._training import config_record, moved_to_configs, save_model
 from .renames import renamed
+from .settings import DistillTrain, DistillOptim
 
 SUMMARY_FILE = "distill_summary.json"
 
-
-@dataclass(frozen=True)
-class DistillTrain(TrainConfig):
-    """distill's defaults (those of :class:`TrainConfig`)."""
-
-    seq_length: int = 256
-    micro_batch_size: int = 4
-    global_batch_size: int = 8
-    max_steps: int = 100
-    val_check_interval: int = 50
-    limit_val_batches: int = 8
-    checkpoint_every: int = 50
-
-
-@dataclass(frozen=True)
-class DistillOptim(OptimConfig):
-    """distill's defaults."""
-
-    lr: float = 1e-3
-    warmup_steps: int = 10
-    weight_decay: float = 0.01
 
 
 @renamed(**moved_to_configs())

@@ -4,42 +4,20 @@ The paper's SFT-KD teacher is an aligned model; the built-in tiny teacher is a b
 not know the tasks, so this fine-tunes it (cross-entropy on assistant tokens) before SFT-KD.
 """
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from nemo_minitron.data.chat import ChatDataset
 from nemo_minitron.data.instruct_tasks import round_records
 from nemo_minitron.models import load_tokenizer
 from nemo_minitron.posttrain.conversations import load_conversations
-from nemo_minitron.train import OptimConfig, TrainConfig
 
 from ._posttraining import finish_chat_model, plain_sft
 from ._training import config_record, moved_to_configs
 from .renames import renamed
+from .settings import InstructSFTTrain, InstructSFTOptim
 
 SUMMARY_FILE = "sft_summary.json"
 
-
-@dataclass(frozen=True)
-class InstructSFTTrain(TrainConfig):
-    """instruct_sft's defaults (no validation: the task accuracy is measured by ``eval``)."""
-
-    seq_length: int = 256
-    micro_batch_size: int = 16
-    global_batch_size: int = 16
-    max_steps: int = 300
-    limit_val_batches: int = 0
-    checkpoint_every: int = 100
-    gradient_clip_val: Optional[float] = 1.0
-
-
-@dataclass(frozen=True)
-class InstructSFTOptim(OptimConfig):
-    """instruct_sft's defaults."""
-
-    lr: float = 1e-3
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
 
 
 @renamed(**moved_to_configs())

@@ -5,41 +5,19 @@ JSONL) -> plain SFT (:class:`~nemo_minitron.train.SFTKDModule` without KD) ->
 :func:`~nemo_minitron.train.fit` -> the model (with ``long_context_summary.json``) in ``save_path``.
 """
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from nemo_minitron.data.chat import ChatDataset
 from nemo_minitron.models import load_tokenizer
 from nemo_minitron.posttrain.conversations import load_conversations
-from nemo_minitron.train import OptimConfig, TrainConfig
 
 from ._posttraining import finish_chat_model, plain_sft
 from ._training import config_record, moved_to_configs
 from .renames import renamed
+from .settings import LongContextTrain, LongContextOptim
 
 SUMMARY_FILE = "long_context_summary.json"
 
-
-@dataclass(frozen=True)
-class LongContextTrain(TrainConfig):
-    """long_context's defaults (sequence lengths are the stage's ``min_len``/``max_len``;
-    ``seq_length`` is not used)."""
-
-    micro_batch_size: int = 1
-    global_batch_size: int = 2
-    max_steps: int = 20
-    limit_val_batches: int = 0
-    checkpoint_every: int = 20
-    gradient_clip_val: Optional[float] = 1.0
-
-
-@dataclass(frozen=True)
-class LongContextOptim(OptimConfig):
-    """long_context's defaults."""
-
-    lr: float = 1e-4
-    warmup_steps: int = 2
-    weight_decay: float = 0.01
 
 
 @renamed(**moved_to_configs())

@@ -13,7 +13,6 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -26,33 +25,12 @@ from nemo_minitron.train.trainer import LOGS_SUBDIR
 
 from ._training import moved_to_configs
 from .renames import renamed
+from .settings import PretrainTrain, PretrainOptim
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "train_summary.json"
 
-
-@dataclass(frozen=True)
-class PretrainTrain(TrainConfig):
-    """pretrain's defaults: the tiny teacher's (about ten minutes on 2 CPU cores)."""
-
-    seq_length: int = 256
-    micro_batch_size: int = 4
-    global_batch_size: int = 4
-    max_steps: int = 600
-    val_check_interval: int = 100
-    limit_val_batches: int = 4
-    checkpoint_every: int = 100
-    gradient_clip_val: Optional[float] = 1.0
-
-
-@dataclass(frozen=True)
-class PretrainOptim(OptimConfig):
-    """pretrain's defaults."""
-
-    lr: float = 3e-3
-    warmup_steps: int = 30
-    weight_decay: float = 0.1
 
 
 def default_teacher_dir() -> Path:

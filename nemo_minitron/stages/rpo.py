@@ -7,7 +7,6 @@ for sampled pairs, ``rpo_pairs.jsonl``) in ``save_path``.
 """
 
 import json
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, Optional
 
@@ -17,36 +16,16 @@ from nemo_minitron.losses.preference import PREFERENCE_LOSSES
 from nemo_minitron.models import load_tokenizer
 from nemo_minitron.posttrain.pairs import PairDataset, preference_collate, sample_preference_pairs
 from nemo_minitron.posttrain.topk_cache import checkpoint_fingerprint
-from nemo_minitron.train import OptimConfig, RPOModule, StepData, TrainConfig, fit, work_dir_of
+from nemo_minitron.train import RPOModule, StepData, fit, work_dir_of
 
 from ._posttraining import finish_chat_model, load_for_training
 from ._training import config_record, moved_to_configs
 from .renames import renamed
+from .settings import RPOTrain, RPOOptim
 
 SUMMARY_FILE = "rpo_summary.json"
 PAIRS_FILE = "rpo_pairs.jsonl"
 
-
-@dataclass(frozen=True)
-class RPOTrain(TrainConfig):
-    """rpo's defaults."""
-
-    seq_length: int = 256
-    micro_batch_size: int = 8
-    global_batch_size: int = 8
-    max_steps: int = 50
-    limit_val_batches: int = 0
-    checkpoint_every: int = 50
-    gradient_clip_val: Optional[float] = 1.0
-
-
-@dataclass(frozen=True)
-class RPOOptim(OptimConfig):
-    """rpo's defaults: a small LR, no weight decay (the reference anchors the policy)."""
-
-    lr: float = 1e-5
-    warmup_steps: int = 5
-    weight_decay: float = 0.0
 
 
 @renamed(**moved_to_configs())

@@ -5,7 +5,6 @@ Wiring only: chat data -> the teacher's top-k cache (:mod:`nemo_minitron.posttra
 (with the chat template and ``sft_kd_summary.json``) in ``save_path``.
 """
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional
@@ -15,35 +14,15 @@ from nemo_minitron.data.instruct_tasks import ROUND_TASKS, round_records
 from nemo_minitron.models import load_tokenizer
 from nemo_minitron.posttrain.conversations import load_conversations
 from nemo_minitron.posttrain.topk_cache import TopKDataset, build_topk_cache, checkpoint_fingerprint, topk_collate
-from nemo_minitron.train import OptimConfig, SFTKDModule, StepData, TrainConfig, check_same_tokenizer, fit, work_dir_of
+from nemo_minitron.train import SFTKDModule, StepData, check_same_tokenizer, fit, work_dir_of
 
 from ._posttraining import finish_chat_model, load_for_training
 from ._training import config_record, moved_to_configs
 from .renames import renamed
+from .settings import SFTKDTrain, SFTKDOptim
 
 SUMMARY_FILE = "sft_kd_summary.json"
 
-
-@dataclass(frozen=True)
-class SFTKDTrain(TrainConfig):
-    """sft_kd's defaults."""
-
-    seq_length: int = 256
-    micro_batch_size: int = 8
-    global_batch_size: int = 8
-    max_steps: int = 100
-    limit_val_batches: int = 0
-    checkpoint_every: int = 50
-    gradient_clip_val: Optional[float] = 1.0
-
-
-@dataclass(frozen=True)
-class SFTKDOptim(OptimConfig):
-    """sft_kd's defaults."""
-
-    lr: float = 5e-4
-    warmup_steps: int = 10
-    weight_decay: float = 0.01
 
 
 @renamed(**moved_to_configs())

@@ -12,7 +12,8 @@ from .posttraining import RPOModule, SFTKDModule, pad_pair_batch
 from .trainer import FitResult, build_trainer, fit, work_dir_of
 
 __all__ = [
-    "OptimConfig", "TrainConfig", "call_with_settings", "with_overrides", "PackedRows", "StepBatchSampler", "StepData", "packed_loader",
+    "OptimConfig", "TrainConfig", "call_with_settings", "with_overrides", "PackedRows", "StepBatchSampler",
+    "StepData", "packed_loader",
     "DistillationModule", "VocabularyMismatchError", "check_same_tokenizer", "check_same_vocabulary", "LossHistory",
     "TokensPerSecond", "unigram_loss", "validation_loss", "CausalLMModule", "FrozenPeerMixin", "TrainModule",
     "configure_optimizer", "cosine_with_warmup", "make_adamw", "param_groups", "RPOModule", "SFTKDModule",

@@ -6,10 +6,9 @@ Stages take them as ``train`` and ``optim`` arguments, so overrides read the sam
 subclass that only changes field defaults (``DistillOptim.lr = 1e-3``): NeMo-Run builds a
 dotted override from the annotated class, so a subclass default survives ``optim.warmup_steps=3``
 where a default *instance* of the base class would not. Both are frozen: a default instance
-in a signature is shared by every call.
+in a signature is shared by every call. (Field types are real types, not strings, so that the
+per-stage classes made by :func:`stage_configs` carry types NeMo-Run can parse.)
 """
-
-from __future__ import annotations
 
 import dataclasses
 import inspect
@@ -128,6 +127,28 @@ class OptimConfig:
         """The checks that need both configs."""
         _check(self.warmup_steps <= train.max_steps,
                f"optim.warmup_steps={self.warmup_steps} must be between 0 and train.max_steps={train.max_steps}")
+
+
+def stage_configs(module: str, prefix: str, train: dict[str, Any], optim: dict[str, Any]) -> tuple[type, type]:
+    """A stage's own ``<prefix>Train`` / ``<prefix>Optim``: frozen subclasses of :class:`TrainConfig` /
+    :class:`OptimConfig` whose fields default to ``train`` / ``optim``. This is how a stage keeps its
+    defaults under NeMo-Run's dotted overrides. Assign them to those names in ``module`` (the stage
+    module; YAML names the classes by that path)."""
+    return (_with_defaults(TrainConfig, f"{prefix}Train", module, train),
+            _with_defaults(OptimConfig, f"{prefix}Optim", module, optim))
+
+
+def _with_defaults(base: type, name: str, module: str, defaults: dict[str, Any]) -> type:
+    types = {f.name: f.type for f in dataclasses.fields(base)}
+    unknown = sorted(set(defaults) - set(types))
+    if unknown:
+        raise TypeError(f"{base.__name__} has no field {unknown}")
+    fields = [(k, types[k], dataclasses.field(default=v)) for k, v in defaults.items()]
+    cls = dataclasses.make_dataclass(name, fields, bases=(base,), frozen=True)
+    stage = module.rpartition(".")[2]
+    cls.__module__, cls.__qualname__ = module, name
+    cls.__doc__ = f"{base.__name__} with the {stage} stage's defaults: {defaults or 'those of ' + base.__name__}."
+    return cls
 
 
 def with_overrides(config: C, overrides: dict[str, Any]) -> tuple[C, dict[str, Any]]:

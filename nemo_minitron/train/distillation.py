@@ -35,6 +35,8 @@ def check_same_tokenizer(teacher_tok: Any, student_tok: Any, teacher_path: str, 
 class DistillationModule(FrozenPeerMixin, TrainModule):
     """Loss = kd_weight * KL(teacher || student) [+ ce_weight * next-token CE], per valid token."""
 
+    trained = "student"
+
     def __init__(self, student: nn.Module, teacher: nn.Module, optim: Optional[OptimConfig] = None,
                  total_steps: int = 100, temperature: float = 1.0, direction: Direction = "forward",
                  kd_weight: float = 1.0, ce_weight: float = 0.0, chunk_tokens: Optional[int] = None):
@@ -43,13 +45,6 @@ class DistillationModule(FrozenPeerMixin, TrainModule):
         self.student = student
         self.hold_frozen("teacher", teacher)
         self.record_settings(ignore=["student", "teacher"])
-
-    @property
-    def teacher(self) -> nn.Module:
-        return self._teacher
-
-    def trained_module(self) -> nn.Module:
-        return self.student
 
     def _losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ids = batch["input_ids"]

@@ -22,7 +22,9 @@ from .optim import configure_optimizer
 
 
 class TrainModule(L.LightningModule):
-    """Base: subclasses name the module that trains (:meth:`trained_module`)."""
+    """Base: subclasses name the attribute holding the module that trains (:attr:`trained`)."""
+
+    trained: str = "model"
 
     def __init__(self, optim: Optional[OptimConfig] = None, total_steps: int = 100):
         super().__init__()
@@ -30,7 +32,13 @@ class TrainModule(L.LightningModule):
         self.total_steps = total_steps
 
     def trained_module(self) -> nn.Module:
-        raise NotImplementedError
+        return getattr(self, self.trained)
+
+    def log_losses(self, out: Dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
+        """Log a step's losses as ``train/<name>`` (``loss`` on the progress bar); return the loss."""
+        self.log_dict({f"train/{k}": v for k, v in out.items()}, batch_size=batch_size)
+        self.log("loss", out["loss"].detach(), prog_bar=True, logger=False, batch_size=batch_size)
+        return out["loss"]
 
     def record_settings(self, ignore: list[str]) -> None:
         """``save_hyperparameters`` of the caller's ``__init__`` with the optimizer as a plain dict
@@ -56,14 +64,14 @@ class FrozenPeerMixin:
     device: torch.device
 
     def hold_frozen(self, name: str, model: nn.Module) -> None:
+        """``self.<name> = model``, frozen, in eval mode, and deliberately not a registered submodule."""
         model.requires_grad_(False).eval()
-        object.__setattr__(self, f"_{name}", model)  # deliberately not a registered submodule
-        peers = self.__dict__.setdefault("_frozen_peer_names", [])
-        peers.append(name)
+        object.__setattr__(self, name, model)  # bypasses nn.Module.__setattr__: not a child
+        self.__dict__.setdefault("_frozen_peer_names", []).append(name)
 
     def _sync_frozen_peers(self) -> None:
         for name in self.__dict__.get("_frozen_peer_names", []):
-            model: nn.Module = getattr(self, f"_{name}")
+            model: nn.Module = self.__dict__[name]
             if next(model.parameters()).device != self.device:
                 model.to(self.device)
             model.eval()
@@ -85,9 +93,6 @@ class CausalLMModule(TrainModule):
     def __init__(self, model: nn.Module, optim: Optional[OptimConfig] = None, total_steps: int = 1) -> None:
         super().__init__(optim, total_steps)
         self.model = model
-
-    def trained_module(self) -> nn.Module:
-        return self.model
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy (nats) of a batch of token rows."""

@@ -25,6 +25,8 @@ class SFTKDModule(TrainModule):
     :func:`~nemo_minitron.data.chat.chat_collate` batch suffices.
     """
 
+    trained = "student"
+
     def __init__(self, student: nn.Module, optim: Optional[OptimConfig] = None, total_steps: int = 100,
                  kd_weight: float = 1.0, sft_weight: float = 0.0, renormalize: bool = True):
         super().__init__(optim, total_steps)
@@ -32,9 +34,6 @@ class SFTKDModule(TrainModule):
             raise ValueError(f"need kd_weight, sft_weight >= 0 and one of them > 0, got {kd_weight}, {sft_weight}")
         self.student = student
         self.record_settings(ignore=["student"])
-
-    def trained_module(self) -> nn.Module:
-        return self.student
 
     def _losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         hp = self.hparams
@@ -57,11 +56,7 @@ class SFTKDModule(TrainModule):
         return out
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self._losses(batch)
-        n = batch["input_ids"].shape[0]
-        self.log_dict({f"train/{k}": v for k, v in out.items()}, batch_size=n)
-        self.log("loss", out["loss"].detach(), prog_bar=True, logger=False, batch_size=n)
-        return out["loss"]
+        return self.log_losses(self._losses(batch), batch["input_ids"].shape[0])
 
 
 def pad_pair_batch(chosen: torch.Tensor, rejected: torch.Tensor, pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,6 +81,8 @@ class RPOModule(FrozenPeerMixin, TrainModule):
     ``reward_chosen`` / ``reward_rejected`` [B].
     """
 
+    trained = "policy"
+
     def __init__(self, policy: nn.Module, reference: nn.Module, optim: Optional[OptimConfig] = None,
                  total_steps: int = 100, loss_type: str = "rpo_bwd_kl", beta: float = 0.1, eta: float = 1.0,
                  sft_weight: float = 0.0, pad_id: int = 0):
@@ -97,13 +94,6 @@ class RPOModule(FrozenPeerMixin, TrainModule):
         self.policy = policy
         self.hold_frozen("reference", reference)
         self.record_settings(ignore=["policy", "reference"])
-
-    @property
-    def reference(self) -> nn.Module:
-        return self._reference
-
-    def trained_module(self) -> nn.Module:
-        return self.policy
 
     def _losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         hp = self.hparams
@@ -128,8 +118,4 @@ class RPOModule(FrozenPeerMixin, TrainModule):
         return out
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self._losses(batch)
-        n = batch["chosen_ids"].shape[0]
-        self.log_dict({f"train/{k}": v for k, v in out.items()}, batch_size=n)
-        self.log("loss", out["loss"].detach(), prog_bar=True, logger=False, batch_size=n)
-        return out["loss"]
+        return self.log_losses(self._losses(batch), batch["chosen_ids"].shape[0])
