@@ -10,9 +10,10 @@ Each factory is exactly the corresponding stage of ``nemo-minitron pipeline reci
 settings live once, in ``nemo_minitron.pipeline``); ``configs/<recipe>/<stage>.yaml`` is the same
 configuration as YAML. ``model_path``/``data_path``/``output_dir`` are the factory's own
 arguments (``--factory "nemotron_h_8b_to_4b(model_path=...)"``); after it, dotted overrides such
-as ``max_steps=100`` or ``pruning_config.target_ffn_hidden_size=14336`` change single settings.
+as ``train.max_steps=100`` or ``pruning_config.target_ffn_hidden_size=14336`` change single settings.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict
 
@@ -24,6 +25,7 @@ from nemo_minitron.prune.config import PruningConfig
 from nemo_minitron.stages.distill import distill
 from nemo_minitron.stages.eval import evaluate
 from nemo_minitron.stages.prune import prune
+from nemo_minitron.train import OptimConfig, TrainConfig
 
 #: Placeholders that make the generated configs readable; replace them on the command line.
 MODEL_8B = "/models/nemotron-h-8b-base"
@@ -35,6 +37,10 @@ def _as_config(value: Any) -> Any:
     """Dataclass arguments become ``run.Config`` so that NeMo-Run can override and export them."""
     if isinstance(value, PruningConfig):
         return run.Config(PruningConfig, **{k: v for k, v in value.__dict__.items() if v is not None})
+    if isinstance(value, (TrainConfig, OptimConfig)):  # the stage's defaults stay implicit
+        changed = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                   if getattr(value, f.name) != f.default}
+        return run.Config(type(value), **changed)
     return value
 
 

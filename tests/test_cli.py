@@ -7,6 +7,7 @@ a small stand-in stage so that the dispatch machinery is checked without trainin
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import subprocess
@@ -23,7 +24,7 @@ from nemo_minitron.stages.renames import renamed
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_YAML = ROOT / "configs" / "tiny.yaml"
-PRETRAIN_TARGET = "nemo_minitron.pretrain.pretrain_teacher"
+PRETRAIN_TARGET = "nemo_minitron.stages.pretrain.pretrain"
 
 
 def _cli_command() -> List[str]:
@@ -71,7 +72,7 @@ def test_help_lists_stages_without_importing_them():
 
 
 def test_unknown_stage_is_a_clear_error():
-    proc = run_cli("pretrian", "output_dir=x")
+    proc = run_cli("pretrian", "save_path=x")
     assert proc.returncode == 2
     assert "unknown stage 'pretrian'" in proc.stderr
     assert "Did you mean 'pretrain'" in proc.stderr
@@ -382,11 +383,11 @@ def _to_yaml(tmp_path: Path, name: str, *args: str, stage: str = "pretrain") -> 
 def test_pretrain_help_shows_arguments():
     import inspect
 
-    from nemo_minitron.pretrain import pretrain_teacher
+    from nemo_minitron.stages.pretrain import pretrain
 
     proc = run_cli("pretrain", "--help")
     assert proc.returncode == 0, proc.stderr
-    for param in inspect.signature(pretrain_teacher).parameters:
+    for param in inspect.signature(pretrain).parameters:
         assert param in proc.stdout
     for option in ("--dryrun", "--yaml", "--factory", "--yes"):
         assert option in proc.stdout
@@ -394,21 +395,59 @@ def test_pretrain_help_shows_arguments():
 
 def test_pretrain_dryrun_with_overrides_trains_nothing(tmp_path):
     out_dir = tmp_path / "teacher"
-    proc = run_cli("pretrain", f"output_dir={out_dir}", "max_steps=3", "seq_len=64", "--dryrun")
+    proc = run_cli("pretrain", f"save_path={out_dir}", "train.max_steps=3", "train.seq_length=64", "--dryrun")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Dry run" in proc.stdout
-    assert "max_steps" in proc.stdout and "seq_len" in proc.stdout
+    assert "max_steps" in proc.stdout and "seq_length" in proc.stdout
     assert not out_dir.exists()
 
-    cfg = _to_yaml(tmp_path, "cfg", f"output_dir={out_dir}", "max_steps=3", "seq_len=64")
+    cfg = _to_yaml(tmp_path, "cfg", f"save_path={out_dir}", "train.max_steps=3", "train.seq_length=64")
     assert cfg == {
         "_target_": PRETRAIN_TARGET,
         "_partial_": True,
-        "output_dir": str(out_dir),
-        "max_steps": 3,
-        "seq_len": 64,
+        "save_path": str(out_dir),
+        "train": {"_target_": "nemo_minitron.stages.settings.PretrainTrain", "max_steps": 3, "seq_length": 64},
     }
     assert not out_dir.exists()
+
+
+@pytest.mark.parametrize("stage,lr", [("distill", 1e-3), ("sft_kd", 5e-4), ("rpo", 1e-5), ("long_context", 1e-4),
+                                      ("pretrain", 3e-3)])
+def test_dotted_override_keeps_the_stage_defaults(stage, lr, tmp_path, capsys):
+    """``optim.warmup_steps=3`` builds the stage's own optimizer settings class, so its other
+    defaults (distill's lr 1e-3, rpo's 1e-5, ...) survive the override."""
+    import importlib
+
+    fn = cli.load_stage(stage)
+    required = [f"{name}=x" for name, p in inspect.signature(fn).parameters.items()
+                if p.default is inspect.Parameter.empty and name not in ("min_len", "max_len")]
+    required += ["min_len=8", "max_len=16"] if stage == "long_context" else []
+    out = tmp_path / "cfg.yaml"
+    assert cli.main([stage, *required, "optim.warmup_steps=3", "train.max_steps=20", "--to-yaml", str(out)]) == 0
+    cfg = yaml.safe_load(out.read_text())
+
+    def build(node: dict):
+        module, _, name = node["_target_"].rpartition(".")
+        return getattr(importlib.import_module(module), name)(**{k: v for k, v in node.items() if k != "_target_"})
+
+    optim, train = build(cfg["optim"]), build(cfg["train"])
+    assert optim.warmup_steps == 3 and optim.lr == lr
+    default_train = inspect.signature(fn).parameters["train"].default
+    assert train.max_steps == 20 and train.micro_batch_size == default_train.micro_batch_size
+
+
+def test_distill_dryrun_with_dotted_overrides_keeps_its_lr(tmp_path):
+    proc = run_cli("distill", "teacher_path=t", "student_path=s", f"save_path={tmp_path / 'o'}",
+                   "optim.warmup_steps=3", "--dryrun")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "DistillOptim(warmup_steps=3)" in proc.stdout  # the class whose lr default is distill's 1e-3
+    cfg = _to_yaml(tmp_path, "d", "teacher_path=t", "student_path=s", "save_path=o", "optim.warmup_steps=3",
+                   stage="distill")
+    assert cfg["optim"] == {"_target_": "nemo_minitron.stages.settings.DistillOptim", "warmup_steps": 3}
+    from nemo_minitron.stages.distill import DistillOptim
+
+    assert DistillOptim(warmup_steps=3).lr == 1e-3
+    assert not (tmp_path / "o").exists()
 
 
 def test_pretrain_yaml_plus_override(tmp_path):
@@ -416,33 +455,33 @@ def test_pretrain_yaml_plus_override(tmp_path):
     # a string (see nemo_minitron.nemorun.recipe), which the equality below checks.
     base = yaml.safe_load(TINY_YAML.read_text())
     assert base["arch_name"] == "tiny"
-    cfg = _to_yaml(tmp_path, "cfg", "--yaml", str(TINY_YAML), "output_dir=elsewhere", "seq_len=128")
-    expected = {**base, "output_dir": "elsewhere", "seq_len": 128}
+    cfg = _to_yaml(tmp_path, "cfg", "--yaml", str(TINY_YAML), "save_path=elsewhere", "train.seq_length=128")
+    expected = {**base, "save_path": "elsewhere", "train": {**base["train"], "seq_length": 128}}
     assert cfg.pop("_target_") == PRETRAIN_TARGET
     assert cfg.pop("_partial_") is True
     assert cfg == expected
 
 
 def test_tiny_factory_equals_tiny_yaml(tmp_path):
-    from_factory = _to_yaml(tmp_path, "factory", "--factory", "tiny", "output_dir=o")
-    from_yaml = _to_yaml(tmp_path, "yaml", "--yaml", str(TINY_YAML), "output_dir=o")
+    from_factory = _to_yaml(tmp_path, "factory", "--factory", "tiny", "save_path=o")
+    from_yaml = _to_yaml(tmp_path, "yaml", "--yaml", str(TINY_YAML), "save_path=o")
     assert from_factory == from_yaml
 
 
-def test_tiny_recipe_is_a_partial_of_pretrain_teacher():
+def test_tiny_recipe_is_a_partial_of_pretrain():
     import inspect
 
     import nemo_run as run
 
-    from nemo_minitron.pretrain import pretrain_teacher
+    from nemo_minitron.stages.pretrain import pretrain
     from recipes.tiny import tiny_pretrain
 
-    recipe = tiny_pretrain(output_dir="x")
+    recipe = tiny_pretrain(save_path="x")
     assert isinstance(recipe, run.Partial)
-    assert recipe.__fn_or_cls__ is pretrain_teacher
-    assert recipe.output_dir == "x"
+    assert recipe.__fn_or_cls__ is pretrain
+    assert recipe.save_path == "x"
     # Every key of the YAML form is a real argument of the function.
-    params = inspect.signature(pretrain_teacher).parameters
+    params = inspect.signature(pretrain).parameters
     assert set(yaml.safe_load(TINY_YAML.read_text())) <= set(params)
 
 
@@ -475,7 +514,7 @@ def test_nemo_minitron_through_nemo_run_cli(tmp_path):
     for name in cli.STAGES:
         assert name in proc.stdout
     proc = subprocess.run(
-        [str(nemo), "minitron", "pretrain", f"output_dir={tmp_path / 't'}", "--dryrun"],
+        [str(nemo), "minitron", "pretrain", f"save_path={tmp_path / 't'}", "--dryrun"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -520,7 +559,7 @@ def test_recipe_stages_match_the_published_shapes():
                                              mamba_num_heads=config.target_mamba_num_heads)
     assert target == PRESETS["nemotron-h-4b"]
     distill = nemotron_h_8b_to_4b_distill(model_path="/m", data_path="/d", output_dir="/o")
-    assert (distill.seq_length, distill.global_batch_size, distill.warmup_steps) == (8192, 768, 60)
+    assert (distill.train.seq_length, distill.train.global_batch_size, distill.optim.warmup_steps) == (8192, 768, 60)
     assert distill.student_path == prune.save_path == "/o/01_pruned"
 
 

@@ -97,7 +97,7 @@ def answer_nll(model: nn.Module, tokenizer: Any, records: Sequence[Mapping[str, 
     forced: a smooth measure of progress even while greedy answers are still wrong."""
     from nemo_minitron.data.chat import chat_collate, tokenize_segments
 
-    from .modules import response_token_logprobs
+    from nemo_minitron.losses.logprobs import response_token_logprobs
 
     was_training = model.training
     model.eval()

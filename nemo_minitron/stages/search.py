@@ -18,11 +18,12 @@ def short_distillation(seq_length: int, seed: int,
     ``max_steps`` steps of forward-KL distillation, a tenth of them warm-up, one validation at
     the end, no progress bar; ``overrides`` replaces any of these settings.
     """
-    from nemo_minitron.distill.run import validation_loss
     from nemo_minitron.stages.distill import distill
+    from nemo_minitron.train.config import call_with_settings
+    from nemo_minitron.train.metrics import validation_loss
 
     def distill_candidate(teacher_path: str, student_path: str, save_path: str, max_steps: int) -> None:
-        distill(teacher_path, student_path, save_path, **{
+        call_with_settings(distill, teacher_path, student_path, save_path, **{
             "max_steps": max_steps, "warmup_steps": max(1, max_steps // 10), "seq_length": seq_length,
             "val_check_interval": max_steps, "progress": False, "seed": seed, **(overrides or {})})
 
