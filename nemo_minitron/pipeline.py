@@ -55,6 +55,7 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
                use_search: bool = False, **_: Any) -> list[Step]:
     """The built-in tiny recipe (about 20 minutes on 2 CPU cores at ``scale=1``)."""
     from .prune.search import SearchSpace
+    from .evaluate import CLOZE_MC, CORPUS_PPL
     from .stages.eval import evaluate
     from .stages.prune import prune
     from .stages.search import search
@@ -130,6 +131,7 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
             optim=LongContextOptim(warmup_steps=warmup(20)), **({"num_train": 4} if quick else {})), longctx),
         Step("eval", evaluate, dict(
             model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
+            tasks=[CORPUS_PPL, CLOZE_MC],  # toy tasks: full benchmarks are too slow for the CPU demo
             ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
             instruct_tasks=2 if quick else 40,

