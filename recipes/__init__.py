@@ -2,7 +2,7 @@
 
 A recipe is a function that returns a ``run.Partial`` of a stage's library function with every
 setting of one named configuration filled in. It is registered with
-``@run.cli.factory(target=<stage function>, name=...)``, so on the command line
+``@nemo_minitron.nemorun.recipe(<stage function>, name)``, so on the command line
 ``nemo-minitron <stage> --factory <name> key=value ...`` starts from it, and in Python
 ``run.run(recipe())`` runs it, here or on any NeMo-Run executor.
 

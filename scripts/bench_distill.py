@@ -6,7 +6,7 @@
     .venv/bin/python scripts/bench_distill.py --quick     # smoke run, a few minutes
     .venv/bin/python scripts/bench_distill.py --parts step,kdmem
 
-``quality`` needs the trained built-in tiny teacher (``nemo_minitron.pretrain.ensure_tiny_teacher``);
+``quality`` needs the trained built-in tiny teacher (``nemo_minitron.stages.pretrain.ensure_tiny_teacher``);
 when it is not cached yet, the default run trains it first (~10 min more), ``--fallback-teacher-steps
 N`` trains a short N-step teacher into the work dir instead (marked FALLBACK in the report), and
 ``--teacher DIR`` uses any checkpoint of the tiny preset's shape.
@@ -165,7 +165,7 @@ def _modelopt_loss(temperature: float) -> Callable[..., torch.Tensor]:
 
 
 def _ours_loss(temperature: float) -> Callable[..., torch.Tensor]:
-    from nemo_minitron.distill import kd_loss
+    from nemo_minitron.losses import kd_loss
 
     return lambda s, t: kd_loss(s, t, temperature=temperature)
 
@@ -180,7 +180,7 @@ class StepSetup:
         from nemo_minitron.arch import preset
         from nemo_minitron.data import cached_packed_corpus
         from nemo_minitron.models import build_model
-        from nemo_minitron.training import make_adamw
+        from nemo_minitron.train import make_adamw
 
         teacher_arch = preset("tiny")
         self.student_arch = teacher_arch.replace(
@@ -300,7 +300,7 @@ def worker_step_mem(args: argparse.Namespace) -> dict[str, Any]:
 # =========================================================================== part 2: KD loss memory
 def worker_kd_mem(args: argparse.Namespace) -> dict[str, Any]:
     """Fresh process: extra memory of one KD loss forward + backward on [tokens, vocab] fp32 logits."""
-    from nemo_minitron.distill import kd_loss, kd_loss_reference
+    from nemo_minitron.losses import kd_loss, kd_loss_reference
 
     n, v = args.tokens, args.vocab
     gen = torch.Generator().manual_seed(0)
@@ -324,7 +324,7 @@ def worker_kd_mem(args: argparse.Namespace) -> dict[str, Any]:
     student.grad = None
     gc.collect()
     torch_extra = torch_allocator_peak(run) if args.torch_peak else None
-    from nemo_minitron.distill.losses import default_chunk_tokens
+    from nemo_minitron.losses import default_chunk_tokens
 
     chunk = (args.chunk or default_chunk_tokens(v)) if args.variant == "ours" else None
     return {"variant": args.variant, "tokens": n, "vocab": v, "chunk": chunk, "chunk_is_default": not args.chunk,
@@ -358,7 +358,8 @@ def bench_kdmem(args: argparse.Namespace) -> dict[str, Any]:
 def resolve_teacher(args: argparse.Namespace) -> tuple[Path, str]:
     """The trained tiny teacher: --teacher, else the cached default (trained if missing unless a
     --fallback-teacher-steps teacher is asked for)."""
-    from nemo_minitron.pretrain import default_teacher_dir, ensure_tiny_teacher, pretrain_teacher, read_summary
+    from nemo_minitron.stages.pretrain import (PretrainOptim, PretrainTrain, default_teacher_dir, ensure_tiny_teacher,
+                                               pretrain, read_summary)
 
     if args.teacher:
         return Path(args.teacher), "given (--teacher)"
@@ -368,8 +369,8 @@ def resolve_teacher(args: argparse.Namespace) -> tuple[Path, str]:
     if args.fallback_teacher_steps:
         out = Path(args.work_dir) / f"fallback-teacher-{args.fallback_teacher_steps}"
         steps = args.fallback_teacher_steps
-        pretrain_teacher(output_dir=str(out), max_steps=steps, warmup_steps=min(30, max(1, steps // 10)),
-                         val_every=0)
+        pretrain(save_path=str(out), train=PretrainTrain(max_steps=steps, val_check_interval=0),
+                 optim=PretrainOptim(warmup_steps=min(30, max(1, steps // 10))))
         return out, f"FALLBACK: tiny preset trained {args.fallback_teacher_steps} steps here (no built-in teacher yet)"
     return ensure_tiny_teacher(), "built-in tiny teacher (trained by this run)"
 
@@ -377,10 +378,12 @@ def resolve_teacher(args: argparse.Namespace) -> tuple[Path, str]:
 def bench_quality(args: argparse.Namespace) -> dict[str, Any]:
     from nemo_minitron.arch import HybridArch
     from nemo_minitron.data.tokens import corpus_tokens, sample_rows
-    from nemo_minitron.distill import distill_checkpoint, validation_loss
+    from nemo_minitron.train import call_with_settings
+    from nemo_minitron.stages.distill import distill
     from nemo_minitron.models import build_model, load_config, load_model, load_tokenizer, save_checkpoint
-    from nemo_minitron.prune import PruningConfig, prune_checkpoint
-    from nemo_minitron.training import unigram_loss
+    from nemo_minitron.prune import PruningConfig
+    from nemo_minitron.stages.prune import prune
+    from nemo_minitron.train import unigram_loss, validation_loss
 
     work = Path(args.work_dir) / "quality"
     teacher_dir, teacher_origin = resolve_teacher(args)
@@ -405,8 +408,8 @@ def bench_quality(args: argparse.Namespace) -> dict[str, Any]:
     # the pruned student (Minitron: importance on calibration data, group-aware Mamba heads)
     pruned_dir = work / "pruned"
     t0 = time.perf_counter()
-    summary = prune_checkpoint(str(teacher_dir), str(pruned_dir), PruningConfig(**PRUNE_TARGETS),
-                               num_samples=args.calib_samples, seq_length=seq, layer_importance_samples=8)
+    summary = prune(str(teacher_dir), str(pruned_dir), PruningConfig(**PRUNE_TARGETS),
+                    num_samples=args.calib_samples, seq_length=seq, layer_importance_samples=8)
     results["prune_seconds"] = round(time.perf_counter() - t0, 1)
     student_arch = HybridArch.from_hf_config(load_config(pruned_dir))
     results["student_arch"] = student_arch.describe()
@@ -426,7 +429,7 @@ def bench_quality(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(f"{out}.work", ignore_errors=True)  # a fresh run, never a resume of an old one
         before = val_loss(src)
         t0 = time.perf_counter()
-        s = distill_checkpoint(str(teacher_dir), str(src), str(out), **kw)
+        s = call_with_settings(distill, str(teacher_dir), str(src), str(out), **kw)
         runs[name] = {"before": before, "after": val_loss(out), "seconds": round(time.perf_counter() - t0, 1),
                       "steps": s["steps"], "tokens": s["tokens"], "final_train_kd": s["metrics"].get("train/kd")}
     results["runs"] = runs
@@ -494,9 +497,9 @@ def markdown(res: dict[str, Any], command: str) -> str:
         lines += [
             "### Pruned + distilled vs random init + distilled (tiny teacher)", "",
             f"Teacher: {r['teacher_arch']} ({r['teacher_origin']}). Student: {r['student_arch']} "
-            f"({100 * r['param_fraction']:.1f}% of the teacher's parameters), pruned with `prune_checkpoint` "
+            f"({100 * r['param_fraction']:.1f}% of the teacher's parameters), pruned with the `prune` stage "
             f"({', '.join(f'{k}={v}' for k, v in PRUNE_TARGETS.items())}) or built from random init "
-            f"(`build_model(arch, seed=...)`). Both distilled with `distill_checkpoint` for {c['max_steps']} steps "
+            f"(`build_model(arch, seed=...)`). Both distilled with the `distill` stage for {c['max_steps']} steps "
             f"x {c['global_batch_size']} x {c['seq_length']} tokens ({runs['pruned']['tokens']:,} tokens), "
             f"forward KL, T=1, lr {c['lr']} (warmup {c['warmup_steps']}, cosine). Validation loss: "
             f"`validation_loss` (next-token cross-entropy, nats) on {r['val_rows']} rows of the default "

@@ -8,7 +8,7 @@ teacher (speed measured side by side in each run), merged into one Markdown tabl
 
 Each student's full report stays in ``<out>/<name>/eval_report.{json,md,png}``; an existing
 report is reused (delete it to re-evaluate). Extra ``--eval key=value`` pairs go to
-``evaluate_checkpoint`` (e.g. ``--eval speed_input_len=512``).
+the ``eval`` stage's function (e.g. ``--eval speed_input_len=512``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nemo_minitron.evaluate import evaluate_checkpoint  # noqa: E402
 from nemo_minitron.evaluate.render import _fmt, _table, accuracy_rows, ruler_lengths  # noqa: E402
+from nemo_minitron.stages.eval import evaluate  # noqa: E402
 
 
 def merged_markdown(teacher: str, reports: dict[str, dict[str, Any]]) -> str:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
     parser.add_argument("--out", required=True)
     parser.add_argument("--eval", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra evaluate_checkpoint arguments (JSON values: ruler_lengths=[512,1024])")
+                        help="extra eval-stage arguments (JSON values: ruler_lengths=[512,1024])")
     args = parser.parse_args(argv)
     extra = {}
     for item in args.eval:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if report_file.is_file():
             reports[name] = json.loads(report_file.read_text())
         else:
-            reports[name] = evaluate_checkpoint(path, baseline_path=args.teacher, output_dir=str(folder), **extra)
+            reports[name] = evaluate(path, baseline_path=args.teacher, output_dir=str(folder), **extra)
     text = merged_markdown(args.teacher, reports)
     (Path(args.out) / "comparison.md").write_text(text)
     print(text)

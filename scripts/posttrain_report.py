@@ -93,14 +93,14 @@ def cached(path: Path, what: str, build: Callable[[], Any]) -> float:
 
 
 def find_teacher(explicit: Optional[str]) -> Path:
-    from nemo_minitron.pretrain import default_teacher_dir, ensure_tiny_teacher
+    from nemo_minitron.stages.pretrain import default_teacher_dir, ensure_tiny_teacher
 
     for candidate in [explicit, "outputs/demo/teacher", str(default_teacher_dir())]:
         if candidate and is_complete_checkpoint(candidate):
             return Path(candidate)
     if explicit:
         raise FileNotFoundError(f"--teacher {explicit} is not a checkpoint folder")
-    log("no trained tiny teacher found: training it (nemo_minitron.pretrain.ensure_tiny_teacher, ~10+ min)")
+    log("no trained tiny teacher found: training it (nemo_minitron.stages.pretrain.ensure_tiny_teacher, ~10+ min)")
     return ensure_tiny_teacher()
 
 
@@ -122,8 +122,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from nemo_minitron.posttrain.generate import evaluate_checkpoint
-    from nemo_minitron.posttrain.run import long_context, make_instruct_teacher, rpo, sft_kd
+    from nemo_minitron.posttrain.generate import score_instruct_tasks
+    from nemo_minitron.stages.instruct_sft import instruct_sft
+    from nemo_minitron.stages.long_context import long_context
+    from nemo_minitron.stages.rpo import rpo
+    from nemo_minitron.stages.sft_kd import sft_kd
+    from nemo_minitron.train import call_with_settings as run
 
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -136,7 +140,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         target = instruct if i == len(phases) else out / f"instruct_teacher_phase{i}"
         seconds[f"instruct_teacher_phase{i}"] = cached(
             target, f"instruct teacher, phase {i}/{len(phases)} (plain SFT on round 1+2 tasks)",
-            lambda src=source, dst=target, kw=phase: make_instruct_teacher(str(src), str(dst), progress=False, **kw))
+            lambda src=source, dst=target, kw=phase: run(instruct_sft, str(src), str(dst), progress=False, **kw))
         source = target
 
     if args.student:
@@ -144,30 +148,31 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not is_complete_checkpoint(student):
             raise FileNotFoundError(f"--student {student} is not a checkpoint folder")
     else:
-        from nemo_minitron.distill import distill_checkpoint
-        from nemo_minitron.prune import PruningConfig, prune_checkpoint
+        from nemo_minitron.prune import PruningConfig
+        from nemo_minitron.stages.distill import distill
+        from nemo_minitron.stages.prune import prune
 
         pruned, student = out / "pruned", out / "student_base"
-        seconds["prune"] = cached(pruned, f"prune the base teacher ({PRUNE})", lambda: prune_checkpoint(
+        seconds["prune"] = cached(pruned, f"prune the base teacher ({PRUNE})", lambda: prune(
             str(teacher), str(pruned), PruningConfig(**PRUNE), num_samples=32, seq_length=128,
             layer_importance_samples=16, device="cpu"))
         seconds["distill"] = cached(student, "distill the pruned student from the base teacher (LM text)",
-                                    lambda: distill_checkpoint(str(teacher), str(pruned), str(student),
-                                                               val_check_interval=10**6, limit_val_batches=0,
-                                                               progress=False, **cfg["distill"]))
+                                    lambda: run(distill, str(teacher), str(pruned), str(student),
+                                                val_check_interval=10**6, limit_val_batches=0, progress=False,
+                                                **cfg["distill"]))
 
     stages: list[tuple[str, Path]] = [("base", student)]
     sk1, sk2, r1, r2, lc = (out / n for n in ("sft_kd1", "sft_kd2", "rpo1", "rpo2", "long_context"))
-    seconds["sft_kd1"] = cached(sk1, "SFT-KD round 1 (arithmetic/reverse/copy)", lambda: sft_kd(
-        str(instruct), str(student), str(sk1), round=1, progress=False, **cfg["sft_kd"]))
-    seconds["sft_kd2"] = cached(sk2, "SFT-KD round 2 (kv_recall/fact/copy)", lambda: sft_kd(
-        str(instruct), str(sk1), str(sk2), round=2, progress=False, **cfg["sft_kd"]))
-    seconds["rpo1"] = cached(r1, "RPO round 1 (pairs sampled from SFT-KD 2)", lambda: rpo(
-        str(sk2), str(r1), round=1, progress=False, **cfg["rpo"]))
-    seconds["rpo2"] = cached(r2, "RPO round 2 (pairs sampled from RPO 1)", lambda: rpo(
-        str(r1), str(r2), round=2, progress=False, **cfg["rpo"]))
-    seconds["long_context"] = cached(lc, "long-context SFT", lambda: long_context(
-        str(r2), str(lc), progress=False, **cfg["long_context"]))
+    seconds["sft_kd1"] = cached(sk1, "SFT-KD round 1 (arithmetic/reverse/copy)", lambda: run(
+        sft_kd, str(instruct), str(student), str(sk1), round=1, progress=False, **cfg["sft_kd"]))
+    seconds["sft_kd2"] = cached(sk2, "SFT-KD round 2 (kv_recall/fact/copy)", lambda: run(
+        sft_kd, str(instruct), str(sk1), str(sk2), round=2, progress=False, **cfg["sft_kd"]))
+    seconds["rpo1"] = cached(r1, "RPO round 1 (pairs sampled from SFT-KD 2)", lambda: run(
+        rpo, str(sk2), str(r1), round=1, progress=False, **cfg["rpo"]))
+    seconds["rpo2"] = cached(r2, "RPO round 2 (pairs sampled from RPO 1)", lambda: run(
+        rpo, str(r1), str(r2), round=2, progress=False, **cfg["rpo"]))
+    seconds["long_context"] = cached(lc, "long-context SFT", lambda: run(
+        long_context, str(r2), str(lc), progress=False, **cfg["long_context"]))
     stages += [("SFT-KD 1", sk1), ("SFT-KD 2", sk2), ("RPO 1", r1), ("RPO 2", r2), ("long-context SFT", lc)]
     stages.insert(0, ("instruct teacher", instruct))
 
@@ -182,7 +187,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             log(f"evaluating {name}")
             long_range = tuple(eval_cfg["long_range"]) if name in ("RPO 2", "long-context SFT") else None
             start = time.perf_counter()
-            evals[key] = evaluate_checkpoint(str(path), n_per_task=eval_cfg["n_per_task"], long_range=long_range)
+            evals[key] = score_instruct_tasks(str(path), n_per_task=eval_cfg["n_per_task"], long_range=long_range)
             evals[key]["eval_seconds"] = round(time.perf_counter() - start, 1)
             evals_file.write_text(json.dumps(evals, indent=1))
         results[name] = evals[key]

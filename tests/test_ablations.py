@@ -112,7 +112,7 @@ def test_quick_run_end_to_end_and_resume(tmp_path, monkeypatch) -> None:
     def no_training(*args, **kwargs):
         raise AssertionError("a rerun must reuse the finished runs")
 
-    monkeypatch.setattr("nemo_minitron.distill.run.distill_checkpoint", no_training)
+    monkeypatch.setattr("nemo_minitron.stages.distill.distill", no_training)
     again = runner.run_ablations(str(out), teacher_path=str(teacher), quick=True, progress=False)
     assert [r["val_loss"] for r in again["runs"]] == [r["val_loss"] for r in results["runs"]]
     with pytest.raises(ValueError, match="other settings"):

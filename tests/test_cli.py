@@ -7,6 +7,7 @@ a small stand-in stage so that the dispatch machinery is checked without trainin
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import subprocess
@@ -19,10 +20,11 @@ import pytest
 import yaml
 
 from nemo_minitron import cli
+from nemo_minitron.stages.renames import renamed
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_YAML = ROOT / "configs" / "tiny.yaml"
-PRETRAIN_TARGET = "nemo_minitron.pretrain.pretrain_teacher"
+PRETRAIN_TARGET = "nemo_minitron.stages.pretrain.pretrain"
 
 
 def _cli_command() -> List[str]:
@@ -70,7 +72,7 @@ def test_help_lists_stages_without_importing_them():
 
 
 def test_unknown_stage_is_a_clear_error():
-    proc = run_cli("pretrian", "output_dir=x")
+    proc = run_cli("pretrian", "save_path=x")
     assert proc.returncode == 2
     assert "unknown stage 'pretrian'" in proc.stderr
     assert "Did you mean 'pretrain'" in proc.stderr
@@ -100,6 +102,51 @@ def test_stage_registry_targets_are_well_formed():
         assert name.isidentifier() or name.replace("_", "").isalnum()
 
 
+@pytest.mark.parametrize("name", list(cli.STAGES))
+def test_every_stage_is_found_by_its_name(name):
+    """Each stage is ``nemo_minitron.stages.<name>:<function>``: one module per stage, named as it."""
+    import importlib
+
+    module, _, attr = cli.STAGES[name].target.partition(":")
+    assert module == f"nemo_minitron.stages.{name}", cli.STAGES[name].target
+    assert callable(getattr(importlib.import_module(module), attr))
+
+
+LIBRARY_PACKAGES = ("models", "data", "prune", "losses", "train", "evaluate", "posttrain")
+
+
+def _imported_modules(path: Path, package: str) -> List[str]:
+    """Absolute names of every module ``path`` (inside ``package``) imports, relative ones resolved."""
+    import ast
+
+    parts = package.split(".")
+    if path.name != "__init__.py":
+        parts.append(path.stem)
+    names: List[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(parts[: len(parts) - node.level] + ([base] if base else []))
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_library_packages_import_no_stage():
+    package_root = ROOT / "nemo_minitron"
+    offenders = []
+    for package in LIBRARY_PACKAGES:
+        for path in sorted((package_root / package).rglob("*.py")):
+            package_name = ".".join(("nemo_minitron", *path.parent.relative_to(package_root).parts))
+            for name in _imported_modules(path, package_name):
+                if name == "nemo_minitron.stages" or name.startswith("nemo_minitron.stages."):
+                    offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, offenders
+    assert _imported_modules(package_root / "prune" / "search.py", "nemo_minitron.prune")  # the scan sees imports
+
+
 # ---------------------------------------------------------------------------------------------
 # The dispatch machinery, in process, on a stand-in stage (nothing trained)
 
@@ -126,10 +173,18 @@ def toy_stage(
     Args:
         output_dir: where it would write.
     """
+    if steps < 0:  # the stage's own validation
+        raise ValueError(f"steps={steps} must be >= 0")
     CALLS.append(
         dict(output_dir=output_dir, steps=steps, lr=lr, cfg=pruning_config, note=note, extra=extra)
     )
     return {"ok": True}
+
+
+@renamed(n_steps="steps", **{"pruning_config.hidden": "pruning_config.target_hidden_size"})
+def toy_renamed(output_dir: str, steps: int = 3, pruning_config: ToyPruningConfig = ToyPruningConfig()) -> dict:
+    """A stand-in stage with renamed arguments."""
+    return toy_stage(output_dir, steps=steps, pruning_config=pruning_config)
 
 
 class _FakeTTY(io.StringIO):
@@ -142,6 +197,7 @@ def toy(monkeypatch):
     import nemo_run.cli.api as nr_api
 
     monkeypatch.setitem(cli.STAGES, "toy", cli.Stage(f"{__name__}:toy_stage", "a toy stage"))
+    monkeypatch.setitem(cli.STAGES, "toy_renamed", cli.Stage(f"{__name__}:toy_renamed", "a renamed toy"))
     # NeMo-Run remembers a confirmation answer for the whole process; start each test afresh.
     monkeypatch.setattr(nr_api, "NEMORUN_SKIP_CONFIRMATION", None)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
@@ -210,6 +266,65 @@ def test_bad_value_fails_with_nonzero_status(toy, capsys):
     assert CALLS == []
 
 
+def test_unknown_argument_names_the_stage_and_the_closest_name(toy, capsys):
+    assert cli.main(["toy", "output_dir=o", "stpes=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "toy: unknown argument 'stpes' (did you mean 'steps'?)"
+    assert "Unexpected error" not in err and "0x" not in err
+    assert CALLS == []
+
+
+def test_unknown_dotted_field_names_the_field(toy, capsys):
+    assert cli.main(["toy", "output_dir=o", "pruning_config.target_hiden_size=8"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "toy: unknown argument 'pruning_config.target_hiden_size' "
+        "(did you mean 'pruning_config.target_hidden_size'?)"
+    )
+    assert cli.main(["toy", "output_dir=o", "zzz=1"]) == 2
+    assert capsys.readouterr().err.strip() == "toy: unknown argument 'zzz'"  # nothing close
+    assert CALLS == []
+
+
+def test_bad_value_names_the_stage_field_and_reason(toy, capsys):
+    assert cli.main(["toy", "output_dir=o", "steps=many"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("toy: bad value for 'steps': 'many' is not a valid int"), err
+    assert cli.main(["toy", "output_dir=o", "pruning_config.target_hidden_size=big"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "toy: bad value for 'pruning_config.target_hidden_size': 'big' is not a valid int or None"
+    assert CALLS == []
+
+
+def test_renamed_argument_is_refused_before_parsing(toy, capsys):
+    assert cli.main(["toy_renamed", "output_dir=o", "n_steps=4"]) == 2
+    err = capsys.readouterr().err
+    assert "argument 'n_steps' was renamed to 'steps'; use steps=..." in err
+    assert cli.main(["toy_renamed", "output_dir=o", "pruning_config.hidden=4", "--dryrun"]) == 2
+    assert "'pruning_config.hidden' was renamed to 'pruning_config.target_hidden_size'" in capsys.readouterr().err
+    assert CALLS == []
+    # The new names work, through the decorator (its annotations are resolved like any stage's).
+    assert cli.main(["toy_renamed", "output_dir=o", "steps=4", "pruning_config.target_hidden_size=8"]) == 0
+    assert CALLS[0]["steps"] == 4 and CALLS[0]["cfg"] == ToyPruningConfig(target_hidden_size=8)
+
+
+def test_stage_refusal_is_one_plain_line(toy, capsys):
+    assert cli.main(["toy", "output_dir=o", "steps=-1"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "toy: steps=-1 must be >= 0"
+    assert "Unexpected error" not in err
+
+
+def test_verbose_shows_the_traceback(toy):
+    with pytest.raises(ValueError, match="must be >= 0"):
+        cli.main(["toy", "output_dir=o", "steps=-1", "-v"])
+
+
+def test_command_line_keys():
+    args = ["a=1", "b.c=[1,2]", "d+=3", "--yaml", "x.yaml", "--factory", "tiny(output_dir=o)", "-v", "e = 2"]
+    assert cli.command_line_keys(args) == ["a", "b.c", "d", "e"]
+
+
 def test_terminal_asks_for_confirmation_unless_yes(toy, monkeypatch, capsys):
     import nemo_run.cli.api as nr_api
 
@@ -268,11 +383,11 @@ def _to_yaml(tmp_path: Path, name: str, *args: str, stage: str = "pretrain") -> 
 def test_pretrain_help_shows_arguments():
     import inspect
 
-    from nemo_minitron.pretrain import pretrain_teacher
+    from nemo_minitron.stages.pretrain import pretrain
 
     proc = run_cli("pretrain", "--help")
     assert proc.returncode == 0, proc.stderr
-    for param in inspect.signature(pretrain_teacher).parameters:
+    for param in inspect.signature(pretrain).parameters:
         assert param in proc.stdout
     for option in ("--dryrun", "--yaml", "--factory", "--yes"):
         assert option in proc.stdout
@@ -280,55 +395,93 @@ def test_pretrain_help_shows_arguments():
 
 def test_pretrain_dryrun_with_overrides_trains_nothing(tmp_path):
     out_dir = tmp_path / "teacher"
-    proc = run_cli("pretrain", f"output_dir={out_dir}", "max_steps=3", "seq_len=64", "--dryrun")
+    proc = run_cli("pretrain", f"save_path={out_dir}", "train.max_steps=3", "train.seq_length=64", "--dryrun")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Dry run" in proc.stdout
-    assert "max_steps" in proc.stdout and "seq_len" in proc.stdout
+    assert "max_steps" in proc.stdout and "seq_length" in proc.stdout
     assert not out_dir.exists()
 
-    cfg = _to_yaml(tmp_path, "cfg", f"output_dir={out_dir}", "max_steps=3", "seq_len=64")
+    cfg = _to_yaml(tmp_path, "cfg", f"save_path={out_dir}", "train.max_steps=3", "train.seq_length=64")
     assert cfg == {
         "_target_": PRETRAIN_TARGET,
         "_partial_": True,
-        "output_dir": str(out_dir),
-        "max_steps": 3,
-        "seq_len": 64,
+        "save_path": str(out_dir),
+        "train": {"_target_": "nemo_minitron.stages.settings.PretrainTrain", "max_steps": 3, "seq_length": 64},
     }
     assert not out_dir.exists()
 
 
+@pytest.mark.parametrize("stage,lr", [("distill", 1e-3), ("sft_kd", 5e-4), ("rpo", 1e-5), ("long_context", 1e-4),
+                                      ("pretrain", 3e-3)])
+def test_dotted_override_keeps_the_stage_defaults(stage, lr, tmp_path, capsys):
+    """``optim.warmup_steps=3`` builds the stage's own optimizer settings class, so its other
+    defaults (distill's lr 1e-3, rpo's 1e-5, ...) survive the override."""
+    import importlib
+
+    fn = cli.load_stage(stage)
+    required = [f"{name}=x" for name, p in inspect.signature(fn).parameters.items()
+                if p.default is inspect.Parameter.empty and name not in ("min_len", "max_len")]
+    required += ["min_len=8", "max_len=16"] if stage == "long_context" else []
+    out = tmp_path / "cfg.yaml"
+    assert cli.main([stage, *required, "optim.warmup_steps=3", "train.max_steps=20", "--to-yaml", str(out)]) == 0
+    cfg = yaml.safe_load(out.read_text())
+
+    def build(node: dict):
+        module, _, name = node["_target_"].rpartition(".")
+        return getattr(importlib.import_module(module), name)(**{k: v for k, v in node.items() if k != "_target_"})
+
+    optim, train = build(cfg["optim"]), build(cfg["train"])
+    assert optim.warmup_steps == 3 and optim.lr == lr
+    default_train = inspect.signature(fn).parameters["train"].default
+    assert train.max_steps == 20 and train.micro_batch_size == default_train.micro_batch_size
+
+
+def test_distill_dryrun_with_dotted_overrides_keeps_its_lr(tmp_path):
+    proc = run_cli("distill", "teacher_path=t", "student_path=s", f"save_path={tmp_path / 'o'}",
+                   "optim.warmup_steps=3", "--dryrun")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "DistillOptim(warmup_steps=3)" in proc.stdout  # the class whose lr default is distill's 1e-3
+    cfg = _to_yaml(tmp_path, "d", "teacher_path=t", "student_path=s", "save_path=o", "optim.warmup_steps=3",
+                   stage="distill")
+    assert cfg["optim"] == {"_target_": "nemo_minitron.stages.settings.DistillOptim", "warmup_steps": 3}
+    from nemo_minitron.stages.distill import DistillOptim
+
+    assert DistillOptim(warmup_steps=3).lr == 1e-3
+    assert not (tmp_path / "o").exists()
+
+
 def test_pretrain_yaml_plus_override(tmp_path):
     # configs/tiny.yaml has arch_name: tiny, the name of a registered recipe too: it must stay
-    # a string (see nemo_minitron.cli.recipe), which the equality below checks.
+    # a string (see nemo_minitron.nemorun.recipe), which the equality below checks.
     base = yaml.safe_load(TINY_YAML.read_text())
     assert base["arch_name"] == "tiny"
-    cfg = _to_yaml(tmp_path, "cfg", "--yaml", str(TINY_YAML), "output_dir=elsewhere", "seq_len=128")
-    expected = {**base, "output_dir": "elsewhere", "seq_len": 128}
+    cfg = _to_yaml(tmp_path, "cfg", "--yaml", str(TINY_YAML), "save_path=elsewhere", "train.seq_length=128")
+    expected = {**base, "save_path": "elsewhere", "train": {**base["train"], "seq_length": 128}}
     assert cfg.pop("_target_") == PRETRAIN_TARGET
     assert cfg.pop("_partial_") is True
     assert cfg == expected
 
 
 def test_tiny_factory_equals_tiny_yaml(tmp_path):
-    from_factory = _to_yaml(tmp_path, "factory", "--factory", "tiny", "output_dir=o")
-    from_yaml = _to_yaml(tmp_path, "yaml", "--yaml", str(TINY_YAML), "output_dir=o")
+    from_factory = _to_yaml(tmp_path, "factory", "--factory", "tiny", "save_path=o")
+    from_yaml = _to_yaml(tmp_path, "yaml", "--yaml", str(TINY_YAML), "save_path=o")
     assert from_factory == from_yaml
 
 
-def test_tiny_recipe_is_a_partial_of_pretrain_teacher():
+def test_tiny_recipe_is_a_partial_of_pretrain():
     import inspect
 
     import nemo_run as run
 
-    from nemo_minitron.pretrain import pretrain_teacher
+    from nemo_minitron.stages.pretrain import pretrain
     from recipes.tiny import tiny_pretrain
 
-    recipe = tiny_pretrain(output_dir="x")
+    recipe = tiny_pretrain(save_path="x")
     assert isinstance(recipe, run.Partial)
-    assert recipe.__fn_or_cls__ is pretrain_teacher
-    assert recipe.output_dir == "x"
+    assert recipe.__fn_or_cls__ is pretrain
+    assert recipe.save_path == "x"
     # Every key of the YAML form is a real argument of the function.
-    params = inspect.signature(pretrain_teacher).parameters
+    params = inspect.signature(pretrain).parameters
     assert set(yaml.safe_load(TINY_YAML.read_text())) <= set(params)
 
 
@@ -361,7 +514,7 @@ def test_nemo_minitron_through_nemo_run_cli(tmp_path):
     for name in cli.STAGES:
         assert name in proc.stdout
     proc = subprocess.run(
-        [str(nemo), "minitron", "pretrain", f"output_dir={tmp_path / 't'}", "--dryrun"],
+        [str(nemo), "minitron", "pretrain", f"save_path={tmp_path / 't'}", "--dryrun"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -406,7 +559,7 @@ def test_recipe_stages_match_the_published_shapes():
                                              mamba_num_heads=config.target_mamba_num_heads)
     assert target == PRESETS["nemotron-h-4b"]
     distill = nemotron_h_8b_to_4b_distill(model_path="/m", data_path="/d", output_dir="/o")
-    assert (distill.seq_length, distill.global_batch_size, distill.warmup_steps) == (8192, 768, 60)
+    assert (distill.train.seq_length, distill.train.global_batch_size, distill.optim.warmup_steps) == (8192, 768, 60)
     assert distill.student_path == prune.save_path == "/o/01_pruned"
 
 

@@ -2,9 +2,10 @@
 
 The loss is checked against numbers worked out by hand on a 2-token, 3-word vocabulary, and
 the chunked custom-autograd version against the naive full-softmax formula. The stage tests
-run ``distill_checkpoint`` on a 2.1M-parameter NemotronH (hidden 32, the 32000-token default
-tokenizer, 64-token rows) for 6 steps: uninterrupted, interrupted and resumed, with gradient
-accumulation, and with Lightning DDP on 2 CPU processes (gloo) in a subprocess.
+run the ``distill`` stage on a 2.1M-parameter NemotronH (hidden 32, the 32000-token default
+tokenizer, 64-token rows) for 6 steps: uninterrupted, interrupted at every kind of step and
+resumed (with and without gradient accumulation), and with Lightning DDP on 2 CPU processes
+(gloo) in a subprocess.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from conftest import STAGE_ARCH, TINY_ARCH, make_model, save_teacher_and_student
-from nemo_minitron.distill import (DistillationModule, VocabularyMismatchError, distill_checkpoint, kd_loss,
-                                   kd_loss_reference, shifted_cross_entropy)
-from nemo_minitron.distill.losses import shifted_cross_entropy_chunked
-from nemo_minitron.training import PackedRows
+from nemo_minitron.losses import kd_loss, kd_loss_reference, shifted_cross_entropy, shifted_cross_entropy_chunked
+from nemo_minitron.stages.distill import DistillOptim, DistillTrain, distill
+from nemo_minitron.stages.renames import RenamedArgumentError
+from nemo_minitron.train import DistillationModule, OptimConfig, PackedRows, VocabularyMismatchError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -227,7 +228,7 @@ def test_module_trains_only_the_student_and_never_saves_the_teacher(tmp_path):
     teacher.train()  # the module must put it in eval mode itself
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in student.state_dict().items()}
-    module = DistillationModule(student, teacher, lr=1e-2, warmup_steps=1, total_steps=3)
+    module = DistillationModule(student, teacher, optim=OptimConfig(lr=1e-2, warmup_steps=1), total_steps=3)
     assert all(not p.requires_grad for p in teacher.parameters())
     assert not any(k.startswith("teacher") or k.startswith("_teacher") for k in module.state_dict())
     assert set(module.state_dict()) == {f"student.{k}" for k in student.state_dict()}
@@ -266,8 +267,9 @@ def test_module_refuses_a_different_vocabulary():
 
 # =========================================================================== the distill stage
 STEPS = 6
-STAGE_KW = dict(seq_length=64, global_batch_size=2, max_steps=STEPS, warmup_steps=2, lr=1e-3,
-                val_check_interval=STEPS, limit_val_batches=1, progress=False, seed=0)
+STAGE_KW = dict(seq_length=64, global_batch_size=2, max_steps=STEPS, val_check_interval=STEPS, limit_val_batches=1,
+                progress=False, seed=0)
+OPTIM = DistillOptim(warmup_steps=2, lr=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -276,9 +278,11 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 
 def _distill(ckpts: dict[str, Path], name: str, **overrides) -> dict:
-    kw = {**STAGE_KW, "micro_batch_size": 2, "checkpoint_every": STEPS, **overrides}
-    return distill_checkpoint(str(ckpts["teacher"]), str(ckpts["student"]), str(ckpts["root"] / f"{name}.out"),
-                              work_dir=str(ckpts["root"] / f"{name}.work"), **kw)
+    """The stage with the test's settings; the work folder is kept (its logs hold the per-step losses)."""
+    kw = {**STAGE_KW, "micro_batch_size": 2, "checkpoint_every": STEPS, "keep_work": True, **overrides}
+    train = DistillTrain(work_dir=str(ckpts["root"] / f"{name}.work"), **kw)
+    return distill(str(ckpts["teacher"]), str(ckpts["student"]), str(ckpts["root"] / f"{name}.out"), train=train,
+                   optim=OPTIM)
 
 
 def _train_losses(work_dir: Path) -> dict[int, float]:
@@ -311,7 +315,7 @@ def uninterrupted(checkpoints) -> dict:
             "weights": _weights(checkpoints["root"] / "A.out")}
 
 
-def test_distill_checkpoint_trains_and_saves_a_student_only_checkpoint(checkpoints, uninterrupted):
+def test_distill_trains_and_saves_a_student_only_checkpoint(checkpoints, uninterrupted):
     summary, losses = uninterrupted["summary"], uninterrupted["losses"]
     assert summary["steps"] == STEPS and summary["finished"] and summary["resumed_from"] is None
     assert summary["tokens"] == STEPS * 2 * 64
@@ -330,33 +334,67 @@ def test_distill_checkpoint_trains_and_saves_a_student_only_checkpoint(checkpoin
     assert any(not torch.equal(before[k], uninterrupted["weights"][k]) for k in before)
 
 
-def test_resume_follows_the_uninterrupted_loss_curve(checkpoints, uninterrupted):
-    # first job: configured for 6 steps (same LR schedule), stopped after 3 with a resumable checkpoint
-    first = _distill(checkpoints, "B", checkpoint_every=1, stop_after_steps=3)
-    assert first["steps"] == 3 and not first["finished"]
-    assert not (checkpoints["root"] / "B.out").exists()  # no final student from an unfinished run
-    second = _distill(checkpoints, "B", checkpoint_every=1)
+@pytest.fixture(scope="module")
+def accumulated(checkpoints) -> dict:
+    """Uninterrupted, global batch 2 as 2 accumulated micro-batches of 1."""
+    summary = _distill(checkpoints, "C", micro_batch_size=1)
+    return {"summary": summary, "losses": _train_losses(checkpoints["root"] / "C.work"),
+            "weights": _weights(checkpoints["root"] / "C.out")}
+
+
+@pytest.mark.parametrize("stop,micro", [(1, 2), (1, 1), (2, 2), (2, 1), (3, 2), (STEPS - 1, 2), (STEPS - 1, 1)],
+                         ids=lambda v: str(v))
+def test_resume_is_exact_for_every_stop_step(checkpoints, uninterrupted, accumulated, stop, micro):
+    """Stopped after ``stop`` steps and rerun: the same per-step losses and final weights as one
+    uninterrupted run. (Before the fix, a stop before max_steps / 2 replayed ``stop`` batches.)"""
+    reference = uninterrupted if micro == 2 else accumulated
+    name = f"R{stop}m{micro}"
+    first = _distill(checkpoints, name, micro_batch_size=micro, checkpoint_every=1, stop_after_steps=stop)
+    assert first["steps"] == stop and not first["finished"] and first["resumed_from"] is None
+    assert not (checkpoints["root"] / f"{name}.out").exists()  # no final student from an unfinished run
+    second = _distill(checkpoints, name, micro_batch_size=micro, checkpoint_every=1)
     assert second["finished"] and second["resumed_from"].endswith("last.ckpt")
+    assert second["resumed_from_step"] == stop and second["steps"] == STEPS
 
-    resumed, reference = _train_losses(checkpoints["root"] / "B.work"), uninterrupted["losses"]
-    assert sorted(resumed) == list(range(STEPS))
+    resumed = _train_losses(checkpoints["root"] / f"{name}.work")
+    assert sorted(resumed) == sorted(reference["losses"]) == list(range(STEPS))
     for step in range(STEPS):
-        assert resumed[step] == pytest.approx(reference[step], abs=1e-5), f"step {step}"
-    _assert_same_weights(_weights(checkpoints["root"] / "B.out"), uninterrupted["weights"], atol=1e-6)
+        assert resumed[step] == pytest.approx(reference["losses"][step], abs=1e-6), f"step {step}"
+    _assert_same_weights(_weights(checkpoints["root"] / f"{name}.out"), reference["weights"], atol=1e-6)
 
 
-def test_gradient_accumulation_matches_the_full_micro_batch(checkpoints, uninterrupted):
-    _distill(checkpoints, "C", micro_batch_size=1)  # global batch 2 = 2 accumulated micro-batches of 1
-    _assert_same_weights(_weights(checkpoints["root"] / "C.out"), uninterrupted["weights"], atol=1e-4)
+def test_gradient_accumulation_matches_the_full_micro_batch(uninterrupted, accumulated):
+    _assert_same_weights(accumulated["weights"], uninterrupted["weights"], atol=1e-4)
+
+
+def test_finished_run_removes_its_work_folder_unless_kept(checkpoints, uninterrupted, capsys):
+    assert (checkpoints["root"] / "A.work" / "checkpoints" / "last.ckpt").is_file()  # keep_work=True
+    summary = _distill(checkpoints, "E", keep_work=False)
+    assert summary["finished"] and (checkpoints["root"] / "E.out" / "distill_summary.json").is_file()
+    assert not (checkpoints["root"] / "E.work").exists()
+    out = capsys.readouterr().out
+    assert f"work folder (checkpoints, logs): {checkpoints['root'] / 'E.work'}" in out and "removed" in out
+    _assert_same_weights(_weights(checkpoints["root"] / "E.out"), uninterrupted["weights"], atol=0)
+
+
+def test_old_argument_names_are_refused_with_the_new_name(checkpoints, tmp_path):
+    args = (str(checkpoints["teacher"]), str(checkpoints["student"]), str(tmp_path / "out"))
+    for old, new in [("max_steps", "train.max_steps"), ("lr", "optim.lr"), ("seq_length", "train.seq_length"),
+                     ("micro_batch_size", "train.micro_batch_size"), ("warmup_steps", "optim.warmup_steps"),
+                     ("work_dir", "train.work_dir"), ("val_check_interval", "train.val_check_interval")]:
+        with pytest.raises(RenamedArgumentError, match=f"'{old}' was renamed to '{new}'"):
+            distill(*args, **{old: 2})
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()
 
 
 def test_ddp_two_cpu_processes_match_one_process(checkpoints, uninterrupted):
     """Lightning DDP (gloo), 2 processes x micro-batch 1 vs 1 process x micro-batch 2, global batch 2."""
     root = checkpoints["root"]
-    kwargs = {**STAGE_KW, "micro_batch_size": 1, "checkpoint_every": STEPS, "devices": 2, "strategy": "ddp",
-              "accelerator": "cpu", "teacher_path": str(checkpoints["teacher"]),
-              "student_path": str(checkpoints["student"]), "save_path": str(root / "D.out"),
-              "work_dir": str(root / "D.work")}
+    train = {**STAGE_KW, "micro_batch_size": 1, "checkpoint_every": STEPS, "devices": 2, "strategy": "ddp",
+             "accelerator": "cpu", "work_dir": str(root / "D.work"), "keep_work": True}
+    kwargs = {"teacher_path": str(checkpoints["teacher"]), "student_path": str(checkpoints["student"]),
+              "save_path": str(root / "D.out"), "train": train,
+              "optim": {"lr": OPTIM.lr, "warmup_steps": OPTIM.warmup_steps}}
     result = root / "D.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("LOCAL_RANK", None)
@@ -389,16 +427,17 @@ def test_distill_refuses_a_student_with_another_tokenizer(checkpoints, tmp_path)
     student = tmp_path / "other_student"
     save_checkpoint(make_model(STAGE_ARCH, seed=3), student, tokenizer=other)
     with pytest.raises(VocabularyMismatchError, match="tokenizer"):
-        distill_checkpoint(str(checkpoints["teacher"]), str(student), str(tmp_path / "out"), max_steps=2,
-                           warmup_steps=1, progress=False)
+        distill(str(checkpoints["teacher"]), str(student), str(tmp_path / "out"),
+                train=DistillTrain(max_steps=2, progress=False), optim=DistillOptim(warmup_steps=1))
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()
 
 
-def test_distill_checkpoint_argument_errors(checkpoints, tmp_path):
+def test_distill_argument_errors(checkpoints, tmp_path):
     args = (str(checkpoints["teacher"]), str(checkpoints["student"]), str(tmp_path / "out"))
     with pytest.raises(ValueError, match="warmup_steps"):
-        distill_checkpoint(*args, max_steps=2, warmup_steps=5)
+        distill(*args, train=DistillTrain(max_steps=2), optim=DistillOptim(warmup_steps=5))
     with pytest.raises(ValueError, match="stop_after_steps"):
-        distill_checkpoint(*args, max_steps=2, warmup_steps=1, stop_after_steps=0)
-    with pytest.raises(ValueError, match="multiple of micro_batch_size"):
-        distill_checkpoint(*args, max_steps=2, warmup_steps=1, micro_batch_size=3, global_batch_size=4)
+        distill(*args, train=DistillTrain(max_steps=2, stop_after_steps=0), optim=DistillOptim(warmup_steps=1))
+    with pytest.raises(ValueError, match="multiple of train.micro_batch_size"):
+        distill(*args, train=DistillTrain(max_steps=2, micro_batch_size=3, global_batch_size=4),
+                optim=DistillOptim(warmup_steps=1))

@@ -22,13 +22,14 @@ from torch import nn
 
 from conftest import TINY_ARCH
 from nemo_minitron.data import load_default_tokenizer
-from nemo_minitron.evaluate import (CLOZE_MC, CORPUS_PPL, cloze_records, compare_speed, evaluate_checkpoint,
+from nemo_minitron.evaluate import (CLOZE_MC, CORPUS_PPL, cloze_records, compare_speed,
                                     generate_ruler_samples, materialize_tasks, register_generation_task, run_lm_eval,
                                     run_ruler, score_all, score_part, string_match_all, string_match_part,
                                     unregister_local_task)
 from nemo_minitron.evaluate.ruler import TASKS as RULER_TASKS
 from nemo_minitron.evaluate.ruler import largest_fitting, size_sample
 from nemo_minitron.models import build_model, save_checkpoint
+from nemo_minitron.stages.eval import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,9 +253,9 @@ def test_compare_speed_returns_positive_figures_and_ratios(tiny_model):
 
 
 # --------------------------------------------------------------------------- report
-def test_evaluate_checkpoint_writes_json_markdown_and_png(checkpoints, tmp_path, no_network):
+def test_eval_stage_writes_json_markdown_and_png(checkpoints, tmp_path, no_network):
     out = tmp_path / "report"
-    report = evaluate_checkpoint(checkpoints["student"], baseline_path=checkpoints["teacher"], output_dir=str(out),
+    report = evaluate(checkpoints["student"], baseline_path=checkpoints["teacher"], output_dir=str(out),
                                  tasks=[CLOZE_MC], limit=2, ruler_lengths=[256], ruler_samples=1,
                                  ruler_tasks=["niah_single"], speed_input_len=16, speed_output_len=3,
                                  speed_repeats=1, device="cpu")
@@ -273,10 +274,9 @@ def test_evaluate_checkpoint_writes_json_markdown_and_png(checkpoints, tmp_path,
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
-def test_eval_signature_parses_as_a_nemo_run_entrypoint(monkeypatch, capsys):
+def test_eval_signature_parses_as_a_nemo_run_entrypoint(capsys):
     from nemo_minitron import cli
 
-    monkeypatch.setitem(cli.STAGES, "eval", cli.Stage("nemo_minitron.evaluate:evaluate_checkpoint", "evaluate"))
     code = cli.run_stage("eval", ["model_path=/x", "baseline_path=/y", "tasks=['minitron_cloze_mc']",
                                   "ruler_lengths=[512,1024]", "speed=false", "limit=4", "--dryrun"])
     assert code == 0
@@ -302,10 +302,10 @@ def test_compare_stages_script_merges_students_into_one_table(checkpoints, tmp_p
     assert (out / "a" / "eval_report.json").is_file() and (out / "b" / "eval_report.json").is_file()
 
 
-def test_evaluate_checkpoint_scores_the_checkable_instruction_tasks(checkpoints, tmp_path, no_network):
+def test_eval_stage_scores_the_checkable_instruction_tasks(checkpoints, tmp_path, no_network):
     from nemo_minitron.data.instruct_tasks import TASKS
 
-    report = evaluate_checkpoint(checkpoints["student"], baseline_path=checkpoints["teacher"],
+    report = evaluate(checkpoints["student"], baseline_path=checkpoints["teacher"],
                                  output_dir=str(tmp_path / "ev"), tasks=[], ruler_lengths=[], speed=False,
                                  instruct_tasks=2)
     for role in ("model", "baseline"):

@@ -328,7 +328,9 @@ TEACHER_ARCH = HybridArch(
     num_attention_heads=4, num_query_groups=2, attention_head_dim=16, mamba_num_heads=8, mamba_head_dim=16,
     mamba_num_groups=2, mamba_state_dim=16,
 )
-TEACHER_KW = dict(max_steps=40, seq_len=64, batch_size=4, lr=1e-2, warmup_steps=4, val_every=0, seed=0)
+TEACHER_TRAIN = dict(max_steps=40, seq_length=64, micro_batch_size=4, global_batch_size=4, val_check_interval=0,
+                     seed=0)
+TEACHER_OPTIM = dict(lr=1e-2, warmup_steps=4)
 
 
 def _cv(values: torch.Tensor) -> float:
@@ -356,12 +358,13 @@ def _uniformity(scores: ImportanceScores) -> dict[str, float]:
 
 @pytest.fixture(scope="session")
 def trained_teacher(tmp_path_factory):
-    pretrain = pytest.importorskip("nemo_minitron.pretrain")
+    pretrain = pytest.importorskip("nemo_minitron.stages.pretrain")
     folder = tmp_path_factory.mktemp("teacher") / "model"
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # session scope: set up before the module-scoped one_torch_thread fixture
     try:
-        pretrain.pretrain_teacher(str(folder), arch=TEACHER_ARCH, **TEACHER_KW)
+        pretrain.pretrain(str(folder), arch=TEACHER_ARCH, train=pretrain.PretrainTrain(**TEACHER_TRAIN),
+                          optim=pretrain.PretrainOptim(**TEACHER_OPTIM))
     finally:
         torch.set_num_threads(before)
     return folder
@@ -379,7 +382,7 @@ def test_importance_of_the_trained_teacher_is_not_uniform(trained_teacher):
 
     calib = cached_packed_corpus("validation", 64)[:8]
     teacher = load_model(trained_teacher).eval()
-    initial = build_model(TEACHER_ARCH, seed=TEACHER_KW["seed"]).eval()
+    initial = build_model(TEACHER_ARCH, seed=TEACHER_TRAIN["seed"]).eval()
     trained = _uniformity(estimate_importance(teacher, calib, batch_size=4, progress=False))
     at_init = _uniformity(estimate_importance(initial, calib, batch_size=4, progress=False))
     report = {k: (round(trained[k], 3), round(at_init[k], 3)) for k in trained}  # (trained, at init)

@@ -71,5 +71,7 @@ def test_tiny_pipeline_end_to_end_then_skips_finished_stages(tmp_path: Path) -> 
     for stage_dir in ("01_pruned", "02_distilled", "04_sft_kd_1", "05_sft_kd_2", "06_rpo_1", "07_rpo_2",
                       "08_long_context"):
         assert (out / stage_dir / "config.json").is_file(), stage_dir
+        assert not Path(f"{out / stage_dir}.work").exists(), stage_dir  # finished stages drop their work folder
+    assert (out / "06_rpo_1" / "rpo_pairs.jsonl").is_file()  # sampled pairs are kept with the model
     second = pipeline(output_dir=str(out), teacher_dir=str(tmp_path / "teacher"), scale=0.005)
     assert second["ran"] == [] and set(second["skipped"]) == set(first["finished"])

@@ -23,9 +23,7 @@ from nemo_minitron.data.chat import (CHAT_TEMPLATE, ChatDataset, chat_collate, l
 from nemo_minitron.data.instruct_tasks import (KEYS, ROUND_TASKS, TASKS, VALUES, WORDS, eval_sets,
                                                generate_tasks, is_correct, round_records)
 from nemo_minitron.data.long_context import build_long_dataset, long_range_eval_set
-from nemo_minitron.distill.losses import kd_loss_reference
-from nemo_minitron.distill.preference import preference_loss, sequence_logprob
-from nemo_minitron.distill.topk import topk_kd_loss, topk_teacher
+from nemo_minitron.losses import kd_loss_reference, preference_loss, sequence_logprob, topk_kd_loss, topk_teacher
 from nemo_minitron.posttrain.topk_cache import CacheMismatchError, TopKDataset, build_topk_cache, topk_collate
 
 
@@ -173,8 +171,8 @@ def test_topk_kd_errors():
 def test_selected_logits_and_response_logprob_equal_the_full_computation(arch_name):
     from conftest import TINY_MAMBA2_ARCH
 
-    from nemo_minitron.distill.losses import shifted_cross_entropy
-    from nemo_minitron.posttrain.modules import SFTKDModule, response_logprob, selected_logits
+    from nemo_minitron.losses import response_logprob, selected_logits, shifted_cross_entropy
+    from nemo_minitron.train import SFTKDModule
 
     model = make_model(TINY_ARCH if arch_name == "nemotron_h" else TINY_MAMBA2_ARCH)
     gen = torch.Generator().manual_seed(0)
@@ -192,7 +190,7 @@ def test_selected_logits_and_response_logprob_equal_the_full_computation(arch_na
 
 
 def test_ssm_chunk_size_changes_speed_not_results():
-    from nemo_minitron.posttrain.modules import set_ssm_chunk_size
+    from nemo_minitron.models.runtime import set_ssm_chunk_size
 
     model = make_model(TINY_ARCH)
     ids = torch.randint(3, 1000, (2, 40), generator=torch.Generator().manual_seed(0))
@@ -291,7 +289,7 @@ def test_topk_cache_resumes_and_refuses_a_stale_cache(tmp_path):
 
 def test_kd_on_cached_targets_is_aligned(tmp_path):
     """Student == teacher gives zero top-k KD only if cached targets sit at the right positions."""
-    from nemo_minitron.posttrain.modules import SFTKDModule
+    from nemo_minitron.train import SFTKDModule
 
     teacher = make_model(TINY_ARCH)
     seqs = _sequences(4, TINY_ARCH.vocab_size, seed=3)
@@ -539,7 +537,7 @@ def test_answer_nll_scores_only_the_final_answer_and_its_eos(tok):
 
 
 def test_preference_pairs_from_scored_samples():
-    from nemo_minitron.posttrain.run import make_preference_pairs
+    from nemo_minitron.posttrain.pairs import make_preference_pairs
 
     recs = generate_tasks(("arithmetic",), 3, seed=0)
     right = [r["answer"] for r in recs]
@@ -556,7 +554,8 @@ def test_preference_pairs_from_scored_samples():
 
 
 # =========================================================================== end-to-end stages
-FAST = dict(max_steps=3, micro_batch_size=2, global_batch_size=2, warmup_steps=1, progress=False, seed=0)
+TRAIN = dict(max_steps=3, micro_batch_size=2, global_batch_size=2, progress=False, seed=0)
+WARMUP = 1
 
 
 @pytest.fixture(scope="module")
@@ -576,12 +575,17 @@ def _reloads(path: Path, summary_file: str) -> dict:
 def test_instruct_teacher_then_sft_kd_end_to_end_and_resume(ckpts):
     from safetensors.torch import load_file
 
-    from nemo_minitron.posttrain.run import make_instruct_teacher, sft_kd
+    from nemo_minitron.stages.instruct_sft import InstructSFTOptim, InstructSFTTrain, instruct_sft
+    from nemo_minitron.stages.sft_kd import SFTKDOptim, SFTKDTrain, sft_kd
 
     root = ckpts["root"]
-    make_instruct_teacher(str(ckpts["teacher"]), str(root / "instruct"), num_train=8, seq_length=96, **FAST)
+    instruct_sft(str(ckpts["teacher"]), str(root / "instruct"), num_train=8,
+                 train=InstructSFTTrain(seq_length=96, **TRAIN), optim=InstructSFTOptim(warmup_steps=WARMUP))
     assert _reloads(root / "instruct", "sft_summary.json")["steps"] == 3
-    kw = dict(num_train=6, seq_length=96, topk=16, **FAST)
+    assert not (root / "instruct.work").exists()  # a finished stage removes its work folder
+    # keep_work: the rerun below reuses the top-k cache and the Lightning checkpoint of the work folder
+    kw = dict(num_train=6, topk=16, train=SFTKDTrain(seq_length=96, keep_work=True, **TRAIN),
+              optim=SFTKDOptim(warmup_steps=WARMUP))
     summary = sft_kd(str(root / "instruct"), str(ckpts["student"]), str(root / "kd1"), round=1, sft_weight=0.5, **kw)
     saved = _reloads(root / "kd1", "sft_kd_summary.json")
     assert saved["steps"] == 3 and saved["finished"] and saved["topk_cache"]["k"] == 16
@@ -591,31 +595,48 @@ def test_instruct_teacher_then_sft_kd_end_to_end_and_resume(ckpts):
     # a rerun into the same work dir reuses the cache and the finished Lightning checkpoint
     again = sft_kd(str(root / "instruct"), str(ckpts["student"]), str(root / "kd1"), round=1, sft_weight=0.5, **kw)
     assert again["topk_cache"]["skipped_shards"] == [0] and again["topk_cache"]["built_shards"] == []
-    assert again["resumed_from"] is not None
+    assert again["resumed_from"] is not None and again["resumed_from_step"] == 3
+
+
+def test_post_training_stages_refuse_old_argument_names(ckpts, tmp_path):
+    from nemo_minitron.stages.long_context import long_context
+    from nemo_minitron.stages.renames import RenamedArgumentError
+    from nemo_minitron.stages.rpo import rpo
+    from nemo_minitron.stages.sft_kd import sft_kd
+
+    with pytest.raises(RenamedArgumentError, match="'lr' was renamed to 'optim.lr'"):
+        rpo(str(ckpts["student"]), str(tmp_path / "r"), lr=1e-3)
+    with pytest.raises(RenamedArgumentError, match="'seq_length' was renamed to 'train.seq_length'"):
+        sft_kd(str(ckpts["teacher"]), str(ckpts["student"]), str(tmp_path / "s"), seq_length=96)
+    with pytest.raises(RenamedArgumentError, match="'max_steps' was renamed to 'train.max_steps'"):
+        long_context(str(ckpts["student"]), str(tmp_path / "l"), min_len=10, max_len=20, max_steps=2)
+    assert not any(tmp_path.iterdir())
 
 
 def test_rpo_end_to_end_from_a_preference_file(ckpts, tmp_path):
-    from nemo_minitron.posttrain.run import rpo
+    from nemo_minitron.stages.rpo import RPOOptim, RPOTrain, rpo
 
     recs = generate_tasks(("arithmetic", "copy"), 4, seed=0)
     pref = tmp_path / "pairs.jsonl"
     pref.write_text("".join(json.dumps({"prompt": r["messages"][:-1], "chosen": r["answer"], "rejected": "wrong",
                                         "reward_chosen": 1.0, "reward_rejected": 0.0}) + "\n" for r in recs))
     summary = rpo(str(ckpts["student"]), str(tmp_path / "rpo"), data_path=str(pref), loss_type="rpo_sq",
-                  sft_weight=0.1, lr=1e-3, seq_length=128, **FAST)
+                  sft_weight=0.1, train=RPOTrain(seq_length=128, **TRAIN), optim=RPOOptim(lr=1e-3, warmup_steps=WARMUP))
     saved = _reloads(tmp_path / "rpo", "rpo_summary.json")
     assert saved["steps"] == 3 and summary["pairs"]["pairs"] == 4
     assert "train/reward_accuracy" in summary["metrics"] or "loss" in summary["metrics"]
     with pytest.raises(ValueError, match="pairs"):
         rpo(str(ckpts["student"]), str(tmp_path / "none"), num_prompts=2, num_samples=2, max_new_tokens=2,
-            work_dir=str(tmp_path / "none.work"), **FAST)  # a random model is never right: no contrast
+            train=RPOTrain(work_dir=str(tmp_path / "none.work"), **TRAIN),
+            optim=RPOOptim(warmup_steps=WARMUP))  # a random model is never right: no contrast
 
 
 def test_long_context_end_to_end(ckpts, tmp_path):
-    from nemo_minitron.posttrain.run import long_context
+    from nemo_minitron.stages.long_context import LongContextOptim, LongContextTrain, long_context
 
     summary = long_context(str(ckpts["student"]), str(tmp_path / "lc"), min_len=160, max_len=220, num_train=4,
-                           **{**FAST, "max_steps": 2, "micro_batch_size": 1})
+                           train=LongContextTrain(**{**TRAIN, "max_steps": 2, "micro_batch_size": 1}),
+                           optim=LongContextOptim(warmup_steps=WARMUP))
     saved = _reloads(tmp_path / "lc", "long_context_summary.json")
     assert saved["steps"] == 2 and 140 <= summary["length_range"][0] <= summary["length_range"][1] <= 220
     assert summary["mean_evidence_distance"] >= 80

@@ -7,6 +7,7 @@ the default cache folder (tokenizing it again per test would cost more than the 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -21,20 +22,22 @@ from torch import nn
 
 from nemo_minitron.arch import HybridArch
 from nemo_minitron.models import load_model, load_tokenizer
-from nemo_minitron.pretrain import (SUMMARY_FILE, CausalLMModule, default_teacher_dir, ensure_tiny_teacher,
-                                    pretrain_teacher)
-from nemo_minitron.training import cosine_with_warmup, make_adamw, packed_loader, unigram_loss
+from nemo_minitron.stages.pretrain import (SUMMARY_FILE, PretrainOptim, PretrainTrain, default_teacher_dir,
+                                           ensure_tiny_teacher, pretrain)
+from nemo_minitron.stages.renames import RenamedArgumentError
+from nemo_minitron.train import CausalLMModule, cosine_with_warmup, make_adamw, packed_loader, unigram_loss
 
 SMALL_ARCH = HybridArch(
     family="nemotron_h", pattern="M-*-", hidden_size=64, vocab_size=32000, ffn_hidden_size=128,
     num_attention_heads=4, num_query_groups=2, attention_head_dim=16, mamba_num_heads=4, mamba_head_dim=16,
     mamba_num_groups=2, mamba_state_dim=16,
 ).validate()
-RUN = dict(arch=SMALL_ARCH, max_steps=10, seq_len=64, batch_size=8, lr=1e-2, warmup_steps=2, val_every=5,
-           val_batches=2, seed=0)
+RUN = dict(arch=SMALL_ARCH, train=PretrainTrain(max_steps=10, seq_length=64, micro_batch_size=8, global_batch_size=8,
+                                                val_check_interval=5, limit_val_batches=2, seed=0),
+           optim=PretrainOptim(lr=1e-2, warmup_steps=2))
 
 
-# ----------------------------------------------------------------------------- training.py
+# ----------------------------------------------------------------------------- train/
 def _lrs(warmup: int, total: int, min_ratio: float, steps: int) -> list[float]:
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = cosine_with_warmup(opt, warmup, total, min_ratio)
@@ -107,15 +110,24 @@ def test_hf_causal_lm_shifts_labels_itself(tiny_model, input_ids):
 
 def test_entrypoint_signature_has_no_pep604_unions():
     """NeMo-Run's CLI parser rejects ``X | None``; the stage must use ``Optional[X]``."""
-    for name, param in inspect.signature(pretrain_teacher).parameters.items():
+    for name, param in inspect.signature(pretrain).parameters.items():
         assert "|" not in str(param.annotation), name
+
+
+def test_old_argument_names_are_refused_with_the_new_name(tmp_path):
+    for old, new in [("output_dir", "save_path"), ("seq_len", "train.seq_length"),
+                     ("batch_size", "train.micro_batch_size"), ("val_every", "train.val_check_interval"),
+                     ("val_batches", "train.limit_val_batches"), ("max_steps", "train.max_steps"), ("lr", "optim.lr")]:
+        with pytest.raises(RenamedArgumentError, match=f"'{old}' was renamed to '{new}'"):
+            pretrain(**{"save_path": str(tmp_path / "t"), old: 1} if old != "output_dir" else {old: str(tmp_path)})
+    assert not (tmp_path / "t").exists()
 
 
 # ----------------------------------------------------------------------------- a real short run
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("pretrain") / "teacher"
-    return out, pretrain_teacher(str(out), **RUN)
+    return out, pretrain(str(out), **RUN)
 
 
 def _val_loss(model: nn.Module, rows: torch.Tensor) -> float:
@@ -128,7 +140,7 @@ def _val_loss(model: nn.Module, rows: torch.Tensor) -> float:
 
 def test_short_run_learns_and_reports(trained):
     out, summary = trained
-    assert summary["cached"] is False and summary["steps"] == RUN["max_steps"]
+    assert summary["cached"] is False and summary["steps"] == RUN["train"].max_steps
     assert summary["tokens_seen"] == 10 * 8 * 64
     assert summary["num_params"] == SMALL_ARCH.num_params()
     # From the uniform-ish random init (~ln 32000) down, and the training curve too.
@@ -137,12 +149,12 @@ def test_short_run_learns_and_reports(trained):
     assert 6.0 < summary["unigram_loss"] < 9.0
     assert summary["val_minus_unigram"] == pytest.approx(summary["val_loss"] - summary["unigram_loss"])
     assert summary["mean_tokens_per_sec"] > 0 and summary["train_wall_s"] > 0
-    assert "pretrain_teacher(" in summary["command"] and "arch=HybridArch(" in summary["command"]
+    assert "pretrain(" in summary["command"] and "arch=HybridArch(" in summary["command"]
     # The summary, config, tokenizer and logs were saved inside the same atomic checkpoint.
     assert json.loads((out / SUMMARY_FILE).read_text())["val_loss"] == summary["val_loss"]
-    metrics = (out / "logs" / "csv" / "version_0" / "metrics.csv").read_text()
+    metrics = (out / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train_loss" in metrics and "tokens_per_sec" in metrics and "val_loss" in metrics
-    assert not list(out.parent.glob(f".{out.name}.logs-*"))  # the run's temporary log folder is gone
+    assert not Path(f"{out}.work").exists()  # the run's work folder (checkpoints, logs) is gone
     assert len(load_tokenizer(out)) == 32000
 
 
@@ -169,7 +181,7 @@ def test_second_call_reuses_the_checkpoint_without_training(trained, monkeypatch
 
     monkeypatch.setattr(L, "Trainer", no_training)
     start = time.perf_counter()
-    again = pretrain_teacher(str(out), **RUN)
+    again = pretrain(str(out), **RUN)
     assert time.perf_counter() - start < 2.0
     assert again["cached"] is True
     assert {k: again[k] for k in summary if k != "cached"} == {k: summary[k] for k in summary if k != "cached"}
@@ -180,7 +192,7 @@ def test_force_retrains_reproducibly(trained, tmp_path):
     out, summary = trained
     copy = tmp_path / "teacher"
     shutil.copytree(out, copy)
-    again = pretrain_teacher(str(copy), force=True, **RUN)
+    again = pretrain(str(copy), force=True, **RUN)
     assert again["cached"] is False
     assert again["val_loss"] == pytest.approx(summary["val_loss"], abs=1e-4)  # seeded: same run
 
@@ -191,3 +203,14 @@ def test_default_teacher_dir_and_ensure_reuse(trained, tmp_path, monkeypatch):
     shutil.copytree(trained[0], default_teacher_dir())
     monkeypatch.setattr(L, "Trainer", lambda *a, **k: pytest.fail("ensure_tiny_teacher retrained"))
     assert ensure_tiny_teacher() == default_teacher_dir()
+
+
+def test_pretraining_is_resumable(trained, tmp_path):
+    """Stopped after 3 of 10 steps and rerun: the same teacher as the uninterrupted run."""
+    out, summary = trained
+    first = pretrain(str(tmp_path / "t"), **{**RUN, "train": dataclasses.replace(RUN["train"], stop_after_steps=3)})
+    assert first["steps"] == 3 and not first["finished"] and not (tmp_path / "t").exists()
+    second = pretrain(str(tmp_path / "t"), **RUN)
+    assert second["finished"] and second["resumed_from_step"] == 3 and second["steps"] == 10
+    assert second["val_loss"] == pytest.approx(summary["val_loss"], abs=1e-5)
+    assert not (tmp_path / "t.work").exists()

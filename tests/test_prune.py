@@ -19,9 +19,9 @@ from nemo_minitron.models import adapter_for, load_model, save_checkpoint
 from nemo_minitron.models.mamba_layout import CONV_PARTS, split_in_proj, split_rows
 from nemo_minitron.prune import (ImportanceScores, MinitronPruningCallback, PlanError, PruningConfig,
                                  PruningConfigError, PruningPlan, apply_plan, estimate_importance, make_plan,
-                                 prune_checkpoint, rank_mamba)
-from nemo_minitron.prune.run import PLAN_FILE, PLOT_FILE, SUMMARY_FILE
+                                 rank_mamba)
 from nemo_minitron.prune.importance import SCORES_FILE
+from nemo_minitron.stages.prune import PLAN_FILE, PLOT_FILE, SUMMARY_FILE, prune
 
 FAMILIES = ["nemotron_h", "mamba2"]
 ARCHS = {"nemotron_h": TINY_ARCH, "mamba2": TINY_MAMBA2_ARCH}
@@ -425,7 +425,7 @@ def test_bad_target_fails_before_any_work(tmp_path, family_name, kwargs, pattern
     ARCHS[family_name].to_hf_config().save_pretrained(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json"]
     with pytest.raises(PruningConfigError, match=pattern):
-        prune_checkpoint(str(folder), str(tmp_path / "out"), PruningConfig(**kwargs), device="cpu")
+        prune(str(folder), str(tmp_path / "out"), PruningConfig(**kwargs), device="cpu")
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config_only"]
 
@@ -536,12 +536,12 @@ def checkpoint(tmp_path_factory):
 PRUNE_KW = dict(num_samples=6, seq_length=32, batch_size=4, layer_importance_samples=4, device="cpu")
 
 
-def test_prune_checkpoint_writes_everything_and_reprunes_from_scores(checkpoint, tmp_path, monkeypatch, input_ids):
+def test_prune_stage_writes_everything_and_reprunes_from_scores(checkpoint, tmp_path, monkeypatch, input_ids):
     model_path, calib = checkpoint
     config = PruningConfig(target_mamba_num_heads=4, target_ffn_hidden_size=64, target_hidden_size=48,
                            target_num_layers=7)
     first = tmp_path / "first"
-    summary = prune_checkpoint(str(model_path), str(first), config, calib_data_path=str(calib), **PRUNE_KW)
+    summary = prune(str(model_path), str(first), config, calib_data_path=str(calib), **PRUNE_KW)
     for name in ("config.json", "model.safetensors", PLAN_FILE, SCORES_FILE, PLOT_FILE, SUMMARY_FILE,
                  "tokenizer_config.json"):
         assert (first / name).is_file(), name
@@ -559,11 +559,11 @@ def test_prune_checkpoint_writes_everything_and_reprunes_from_scores(checkpoint,
     def boom(*args, **kwargs):
         raise AssertionError("calibration must not run when scores_path is given")
 
-    monkeypatch.setattr("nemo_minitron.prune.run.estimate_importance", boom)
+    monkeypatch.setattr("nemo_minitron.prune.oneshot.estimate_importance", boom)
     monkeypatch.setattr("nemo_minitron.prune.importance.estimate_importance", boom)
     monkeypatch.setattr("nemo_minitron.data.tokens.calibration_tokens", boom)
     second = tmp_path / "second"
-    summary2 = prune_checkpoint(str(model_path), str(second), config, scores_path=str(first / SCORES_FILE), **PRUNE_KW)
+    summary2 = prune(str(model_path), str(second), config, scores_path=str(first / SCORES_FILE), **PRUNE_KW)
     assert PruningPlan.load(second / PLAN_FILE) == plan
     assert summary2["calibration"]["reused_scores"] == str(first / SCORES_FILE)
     ids = input_ids.clamp_max(CKPT_ARCH.vocab_size - 1)
@@ -571,7 +571,7 @@ def test_prune_checkpoint_writes_everything_and_reprunes_from_scores(checkpoint,
     # ... and to another target, equal to ranking the loaded scores directly.
     other = PruningConfig(target_mamba_num_heads=6, target_num_attention_heads=2, drop_layers=[2])
     third = tmp_path / "third"
-    prune_checkpoint(str(model_path), str(third), other, scores_path=str(first / SCORES_FILE), **PRUNE_KW)
+    prune(str(model_path), str(third), other, scores_path=str(first / SCORES_FILE), **PRUNE_KW)
     assert PruningPlan.load(third / PLAN_FILE) == make_plan(scores, other)
     assert num_params(load_model(third)) == make_plan(scores, other).target.num_params()
 
@@ -583,7 +583,7 @@ def test_scores_for_another_arch_are_refused(scored, tmp_path, tiny_mamba2_model
     folder = tmp_path / "other"
     other.to_hf_config().save_pretrained(folder)  # config only: the refusal must come before loading
     with pytest.raises(ValueError, match="was computed for"):
-        prune_checkpoint(str(folder), str(tmp_path / "out"), PruningConfig(target_ffn_hidden_size=64),
+        prune(str(folder), str(tmp_path / "out"), PruningConfig(target_ffn_hidden_size=64),
                          scores_path=str(path), device="cpu")
     assert not (tmp_path / "out").exists()
     # In memory too: a plan from these scores does not fit another model.

@@ -14,7 +14,8 @@ from nemo_minitron.data import load_default_tokenizer
 from nemo_minitron.models import build_model, load_model, save_checkpoint
 from nemo_minitron.prune import ImportanceScores
 from nemo_minitron.prune import search as search_mod
-from nemo_minitron.prune.search import Candidate, SearchSpace, enumerate_candidates, pick_best, search_architecture
+from nemo_minitron.prune.search import Candidate, SearchSpace, enumerate_candidates, pick_best
+from nemo_minitron.stages.search import search
 
 
 def _layer_scores(arch: HybridArch) -> ImportanceScores:
@@ -91,7 +92,7 @@ def test_search_end_to_end_and_resumes_from_cache(tmp_path, monkeypatch) -> None
     kwargs = dict(target_params=target, tolerance=0.02, top_k=2, distill_steps=2,
                   space=SearchSpace(num_layers=[5, 4], fractions=[1.0, 0.5]), num_samples=4, seq_length=32,
                   val_samples=4, distill_kwargs=dict(micro_batch_size=2, global_batch_size=2, limit_val_batches=1))
-    summary = search_architecture(str(teacher), str(out), **kwargs)
+    summary = search(str(teacher), str(out), **kwargs)
     assert summary["best_record"]["params"] <= target
     for name in ("search_results.csv", "search_results.md", "search.png", "search_summary.json",
                  "importance.safetensors"):
@@ -105,7 +106,7 @@ def test_search_end_to_end_and_resumes_from_cache(tmp_path, monkeypatch) -> None
         raise AssertionError("a resumed search must reuse cached candidates")
 
     monkeypatch.setattr(search_mod, "apply_plan", no_more_pruning)
-    again = search_architecture(str(teacher), str(out), **kwargs)
+    again = search(str(teacher), str(out), **kwargs)
     assert again["best"] == summary["best"]
 
 
@@ -115,4 +116,4 @@ def test_search_rejects_impossible_budget(tmp_path) -> None:
     path = tmp_path / "m"
     save_checkpoint(build_model(arch, seed=0), path, tokenizer=load_default_tokenizer())
     with pytest.raises(ValueError, match="target_params"):
-        search_architecture(str(path), str(tmp_path / "s"), target_params=arch.num_params() * 2)
+        search(str(path), str(tmp_path / "s"), target_params=arch.num_params() * 2)

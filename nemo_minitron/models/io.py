@@ -39,11 +39,18 @@ def load_config(path: str | os.PathLike) -> Any:
     return AutoConfig.from_pretrained(str(path), local_files_only=True)
 
 
-def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None, device: str | None = None) -> nn.Module:
-    """Load a hybrid ``*ForCausalLM`` from a local folder (never from a hub)."""
+def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None, device: str | None = None,
+               any_family: bool = False) -> nn.Module:
+    """Load a hybrid ``*ForCausalLM`` from a local folder (never from a hub).
+
+    ``any_family=True`` accepts any ``AutoModelForCausalLM`` checkpoint (evaluation needs no
+    family knowledge); otherwise the family must be one pruning supports.
+    """
     from transformers import AutoModelForCausalLM
 
-    family_for_model_type(read_config_json(path).get("model_type"))
+    model_type = read_config_json(path).get("model_type")  # a clear error for a wrong folder
+    if not any_family:
+        family_for_model_type(model_type)
     model = AutoModelForCausalLM.from_pretrained(
         str(path), dtype=dtype or torch.float32, local_files_only=True,
     )

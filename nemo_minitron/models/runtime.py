@@ -46,7 +46,7 @@ def backbone_and_head(model: nn.Module) -> Optional[tuple[nn.Module, nn.Module]]
     """``(backbone, lm_head)`` of an HF causal LM of a supported family, or None for any other model.
 
     Lets a loss run the LM head only on the positions it needs (see
-    ``posttrain.modules.selected_logits``).
+    ``losses.logprobs.selected_logits``).
     """
     from transformers import PreTrainedModel
 

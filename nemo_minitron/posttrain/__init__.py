@@ -1,16 +1,15 @@
-"""Post-training (paper 4.3): SFT-KD with cached top-k teacher logits, RPO/DPO alignment,
-long-context SFT, and checkable-task evaluation. Stage functions live in :mod:`.run`."""
+"""Post-training library (paper 4.3): the SFT-KD top-k teacher cache, generation and checkable-task
+evaluation, preference-pair making, chat data sources. The stages are in ``nemo_minitron.stages``
+(``sft_kd``, ``rpo``, ``long_context``, ``instruct_sft``); their LightningModules in ``nemo_minitron.train``."""
 
-from .generate import evaluate_checkpoint, evaluate_records, generate_answers, generate_ids
-from .modules import RPOModule, SFTKDModule, preference_collate
-from .run import (long_context, make_instruct_teacher, make_preference_pairs, rpo, sample_preference_pairs,
-                  sft_kd)
+from .conversations import load_conversations
+from .generate import score_instruct_tasks, evaluate_records, generate_answers, generate_ids
+from .pairs import PairDataset, make_preference_pairs, preference_collate, sample_preference_pairs
 from .topk_cache import (CacheMismatchError, TopKDataset, build_topk_cache, checkpoint_fingerprint,
                          model_fingerprint, topk_collate)
 
 __all__ = [
-    "evaluate_checkpoint", "evaluate_records", "generate_answers", "generate_ids", "RPOModule", "SFTKDModule",
-    "preference_collate", "long_context", "make_instruct_teacher", "make_preference_pairs", "rpo",
-    "sample_preference_pairs", "sft_kd", "CacheMismatchError", "TopKDataset", "build_topk_cache",
-    "checkpoint_fingerprint", "model_fingerprint", "topk_collate",
+    "load_conversations", "score_instruct_tasks", "evaluate_records", "generate_answers", "generate_ids",
+    "PairDataset", "make_preference_pairs", "preference_collate", "sample_preference_pairs", "CacheMismatchError",
+    "TopKDataset", "build_topk_cache", "checkpoint_fingerprint", "model_fingerprint", "topk_collate",
 ]

@@ -97,7 +97,7 @@ def answer_nll(model: nn.Module, tokenizer: Any, records: Sequence[Mapping[str, 
     forced: a smooth measure of progress even while greedy answers are still wrong."""
     from nemo_minitron.data.chat import chat_collate, tokenize_segments
 
-    from .modules import response_token_logprobs
+    from nemo_minitron.losses.logprobs import response_token_logprobs
 
     was_training = model.training
     model.eval()
@@ -148,11 +148,14 @@ def evaluate_records(model: nn.Module, tokenizer: Any, records: Mapping[str, Seq
             "examples": shown, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def evaluate_checkpoint(model_path: str, n_per_task: int = 40, seed: int = 0, max_new_tokens: int = 16,
-                        batch_size: int = 16, long_range: Optional[tuple[int, int, int]] = None,
-                        progress: bool = False) -> dict[str, Any]:
+def score_instruct_tasks(model_path: str, n_per_task: int = 40, seed: int = 0, max_new_tokens: int = 16,
+                         batch_size: int = 16, long_range: Optional[tuple[int, int, int]] = None,
+                         progress: bool = False) -> dict[str, Any]:
     """Held-out checkable-task accuracy of a checkpoint; with ``long_range=(n, min_len, max_len)``
-    also long-range recall accuracy (``long_kv_recall``)."""
+    also long-range recall accuracy (``long_kv_recall``).
+
+    Post-training's own yardstick (greedy exact answers, answer NLL); the full report with
+    lm-eval, RULER and speed is the ``eval`` stage."""
     from nemo_minitron.data.instruct_tasks import eval_sets
     from nemo_minitron.models import load_model, load_tokenizer
 

@@ -33,8 +33,8 @@ from torch import nn
 
 from nemo_minitron.atomic import atomic_file, write_text_atomic
 from nemo_minitron.data.chat import pad_right
-from nemo_minitron.distill.topk import topk_teacher
-from nemo_minitron.posttrain.modules import selected_logits
+from nemo_minitron.losses.topk import topk_teacher
+from nemo_minitron.losses.logprobs import selected_logits
 
 INDEX_FILE = "index.json"
 CACHE_VERSION = 1

@@ -13,8 +13,8 @@ import torch
 
 from .config import PruningConfig
 from .importance import ImportanceScores
+from .oneshot import prune_model
 from .plan import PruningPlan
-from .run import prune_model
 
 
 class MinitronPruningCallback(L.Callback):

@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -35,6 +35,11 @@ from .rank import make_plan
 from .trim import apply_plan
 
 DEFAULT_FRACTIONS = (1.0, 0.875, 0.75, 0.625, 0.5)
+
+#: The short distillation of one candidate: ``(teacher_path, student_path, save_path, max_steps)``.
+CandidateDistiller = Callable[[str, str, str, int], Any]
+#: Mean next-token loss (nats) of a model on packed token rows: how candidates are compared.
+LossFn = Callable[[nn.Module, torch.Tensor], float]
 
 
 @dataclass(frozen=True)
@@ -120,13 +125,6 @@ def enumerate_candidates(source: HybridArch, scores: ImportanceScores, target_pa
 
 
 @torch.no_grad()
-def lm_loss(model: nn.Module, tokens: torch.Tensor, batch_size: int = 8) -> float:
-    from ..distill.run import validation_loss
-
-    return validation_loss(model, tokens, batch_size)
-
-
-@torch.no_grad()
 def forward_throughput(model: nn.Module, tokens: torch.Tensor, repeats: int = 3) -> float:
     """Tokens per second of full-sequence forward passes (median of ``repeats`` after a warm-up)."""
     model.eval()
@@ -143,14 +141,19 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=1))
 
 
-def search_architecture(model_path: str, output_dir: str, target_params: int, tolerance: float = 0.05,
-                        top_k: int = 3, distill_steps: int = 20, space: Optional[SearchSpace] = None,
-                        num_samples: int = 32, seq_length: int = 256, val_samples: int = 16,
-                        scores_path: Optional[str] = None, tie_tolerance: float = 0.005, max_candidates: int = 200,
-                        distill_kwargs: Optional[dict[str, Any]] = None, seed: int = 0) -> dict[str, Any]:
-    """Run the search; returns the summary (best candidate, table rows) also written to output_dir."""
+def search_architecture(model_path: str, output_dir: str, target_params: int, distill_candidate: CandidateDistiller,
+                        validation_loss: LossFn, tolerance: float = 0.05, top_k: int = 3, distill_steps: int = 20,
+                        space: Optional[SearchSpace] = None, num_samples: int = 32, seq_length: int = 256,
+                        val_samples: int = 16, scores_path: Optional[str] = None, tie_tolerance: float = 0.005,
+                        max_candidates: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Run the search; returns the summary (best candidate, table rows) also written to output_dir.
+
+    ``distill_candidate(teacher_path, student_path, save_path, max_steps)`` is the short
+    distillation of each of the top ``top_k`` candidates (``distill_steps`` steps) and
+    ``validation_loss(model, tokens)`` the loss candidates are ranked by: both come from the
+    caller (the ``search`` stage), so this library needs no training code.
+    """
     from ..data.tokens import calibration_tokens, corpus_tokens, sample_rows
-    from ..distill.run import distill_checkpoint
 
     out = Path(output_dir)
     cand_dir = out / "candidates"
@@ -183,14 +186,12 @@ def search_architecture(model_path: str, output_dir: str, target_params: int, to
         if "zero_shot_loss" not in record:
             pruned = apply_plan(model, make_plan(scores, cand.pruning_config(source)))
             record = {"name": cand.name, **asdict(cand), "params": arch.num_params(), "arch": arch.describe(),
-                      "zero_shot_loss": lm_loss(pruned, val),
+                      "zero_shot_loss": validation_loss(pruned, val),
                       "throughput_tok_s": forward_throughput(pruned, val[:2])}
             _write_json(record_path, record)
         rows.append(record)
 
     rows.sort(key=lambda r: r["zero_shot_loss"])
-    kw = {"max_steps": distill_steps, "warmup_steps": max(1, distill_steps // 10), "seq_length": seq_length,
-          "val_check_interval": distill_steps, "progress": False, "seed": seed, **(distill_kwargs or {})}
     for record in tqdm(rows[:top_k], desc="search: short distillation", unit="cand"):
         if "distilled_loss" in record:
             continue
@@ -199,8 +200,8 @@ def search_architecture(model_path: str, output_dir: str, target_params: int, to
         pruned_dir, distilled_dir = cand_dir / cand.name / "pruned", cand_dir / cand.name / "distilled"
         pruned = apply_plan(model, make_plan(scores, cand.pruning_config(source)))
         save_checkpoint(pruned, pruned_dir, tokenizer=tokenizer)
-        distill_checkpoint(str(model_path), str(pruned_dir), str(distilled_dir), **kw)
-        record["distilled_loss"] = lm_loss(load_model(distilled_dir), val)
+        distill_candidate(str(model_path), str(pruned_dir), str(distilled_dir), distill_steps)
+        record["distilled_loss"] = validation_loss(load_model(distilled_dir), val)
         _write_json(cand_dir / f"{cand.name}.json", record)
 
     best = pick_best(rows[:top_k], tie_tolerance)
@@ -210,7 +211,7 @@ def search_architecture(model_path: str, output_dir: str, target_params: int, to
     selected.symlink_to(Path("candidates") / best["name"] / "distilled", target_is_directory=True)
     summary = {"source": source.describe(), "source_params": source.num_params(), "target_params": target_params,
                "tolerance": tolerance, "num_candidates": len(rows), "top_k": top_k, "distill_steps": distill_steps,
-               "teacher_loss": lm_loss(model, val), "best": best["name"], "best_record": best}
+               "teacher_loss": validation_loss(model, val), "best": best["name"], "best_record": best}
     write_tables(rows, out, best["name"])
     plot_search(rows, out / "search.png", best["name"], summary["teacher_loss"])
     _write_json(out / "search_summary.json", {**summary, "candidates": rows})

@@ -1,4 +1,4 @@
-"""Prune a checkpoint folder end to end: check targets, score, plan, trim, save atomically.
+"""``nemo-minitron prune``: prune a checkpoint folder end to end: check targets, score, plan, trim, save.
 
 Everything a later step may want is saved with the pruned model: the plan (which source
 indices survive), the importance scores (to re-prune to another target without forward
@@ -14,35 +14,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from torch import nn
 
-from ..arch import HybridArch
-from ..models import load_config, load_model, load_tokenizer, save_checkpoint
-from .config import PruningConfig
-from .importance import SCORES_FILE, ImportanceScores, estimate_importance
-from .plan import PruningPlan
-from .plot import plot_layer_importance
-from .rank import make_plan
-from .trim import apply_plan
+from nemo_minitron.arch import HybridArch
+from nemo_minitron.models import load_config, load_model, load_tokenizer, save_checkpoint
+from nemo_minitron.prune.config import PruningConfig
+from nemo_minitron.prune.importance import SCORES_FILE, ImportanceScores
+from nemo_minitron.prune.oneshot import prune_model
+from nemo_minitron.prune.plot import plot_layer_importance
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "pruning_plan.json"
 SUMMARY_FILE = "prune_summary.json"
 PLOT_FILE = "layer_importance.png"
-
-
-def prune_model(model: nn.Module, config: PruningConfig, calibration: Optional[torch.Tensor] = None,
-                scores: Optional[ImportanceScores] = None, batch_size: int = 4,
-                layer_importance_samples: Optional[int] = 256, progress: bool = True,
-                ) -> tuple[nn.Module, PruningPlan, ImportanceScores]:
-    """Score (unless ``scores`` are given), plan and trim an in-memory model."""
-    if scores is None:
-        if calibration is None:
-            raise ValueError("pass calibration token ids or precomputed scores")
-        scores = estimate_importance(model, calibration, batch_size=batch_size,
-                                     kl_max_samples=layer_importance_samples, progress=progress)
-    plan = make_plan(scores, config)
-    return apply_plan(model, plan), plan, scores
 
 
 def _pick_device(device: str) -> str:
@@ -51,10 +34,10 @@ def _pick_device(device: str) -> str:
     return device
 
 
-def prune_checkpoint(model_path: str, save_path: str, pruning_config: Optional[PruningConfig] = None,
-                     calib_data_path: Optional[str] = None, num_samples: int = 64, seq_length: int = 256,
-                     batch_size: int = 4, layer_importance_samples: int = 64, scores_path: Optional[str] = None,
-                     device: str = "auto", dtype: str = "float32", seed: int = 0) -> dict[str, Any]:
+def prune(model_path: str, save_path: str, pruning_config: Optional[PruningConfig] = None,
+          calib_data_path: Optional[str] = None, num_samples: int = 64, seq_length: int = 256,
+          batch_size: int = 4, layer_importance_samples: int = 64, scores_path: Optional[str] = None,
+          device: str = "auto", dtype: str = "float32", seed: int = 0) -> dict[str, Any]:
     """Prune the HF checkpoint at ``model_path`` into ``save_path``; returns the summary."""
     config = pruning_config or PruningConfig()
     source = HybridArch.from_hf_config(load_config(model_path))
@@ -69,7 +52,7 @@ def prune_checkpoint(model_path: str, save_path: str, pruning_config: Optional[P
     tokenizer = load_tokenizer(model_path)
     calibration = None
     if scores is None:
-        from ..data.tokens import calibration_tokens
+        from nemo_minitron.data.tokens import calibration_tokens
 
         calibration = calibration_tokens(tokenizer, num_samples, seq_length, calib_data_path, seed=seed)
     pruned, plan, scores = prune_model(model, config, calibration, scores, batch_size=batch_size,
@@ -94,4 +77,3 @@ def prune_checkpoint(model_path: str, save_path: str, pruning_config: Optional[P
     save_checkpoint(pruned, save_path, tokenizer=tokenizer, extra=write_extras)
     log.info("pruned %s -> %s, saved to %s", summary["source"], summary["target"], save_path)
     return summary
-

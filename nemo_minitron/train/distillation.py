@@ -1,21 +1,16 @@
-"""LightningModule for logit distillation: a frozen teacher teaches a trainable student.
-
-The teacher is held outside the module's registered children, so it is never in the
-module's state dict (Lightning checkpoints stay student-only), never wrapped by DDP/FSDP
-for gradients, and never touched by the optimizer. It follows the module to its device
-and stays in eval mode.
-"""
+"""Logit distillation: a frozen teacher teaches a trainable student (paper section 3.6)."""
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
-import lightning as L
 import torch
 from torch import nn
 
-from ..training import cosine_with_warmup, make_adamw
-from .losses import Direction, kd_loss, shifted_cross_entropy, shifted_cross_entropy_chunked
+from nemo_minitron.losses.kd import Direction, kd_loss, shifted_cross_entropy, shifted_cross_entropy_chunked
+
+from .config import OptimConfig
+from .modules import FrozenPeerMixin, TrainModule
 
 
 class VocabularyMismatchError(ValueError):
@@ -30,37 +25,27 @@ def check_same_vocabulary(student: nn.Module, teacher: nn.Module) -> None:
             "vocabulary and tokenizer; prune the student from this teacher (embedding rows are never pruned)")
 
 
-class DistillationModule(L.LightningModule):
+def check_same_tokenizer(teacher_tok: Any, student_tok: Any, teacher_path: str, student_path: str) -> None:
+    if teacher_tok.get_vocab() != student_tok.get_vocab():
+        raise VocabularyMismatchError(
+            f"the tokenizer in student_path={student_path} differs from the teacher's in teacher_path={teacher_path}; "
+            "distillation compares token distributions, so both must use the same tokenizer")
+
+
+class DistillationModule(FrozenPeerMixin, TrainModule):
     """Loss = kd_weight * KL(teacher || student) [+ ce_weight * next-token CE], per valid token."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, lr: float = 1e-3, min_lr_ratio: float = 0.1,
-                 warmup_steps: int = 10, total_steps: int = 100, weight_decay: float = 0.01,
-                 temperature: float = 1.0, direction: Direction = "forward", kd_weight: float = 1.0,
-                 ce_weight: float = 0.0, chunk_tokens: Optional[int] = None):
-        super().__init__()
+    trained = "student"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, optim: Optional[OptimConfig] = None,
+                 total_steps: int = 100, temperature: float = 1.0, direction: Direction = "forward",
+                 kd_weight: float = 1.0, ce_weight: float = 0.0, chunk_tokens: Optional[int] = None):
+        super().__init__(optim, total_steps)
         check_same_vocabulary(student, teacher)
         self.student = student
-        teacher.requires_grad_(False).eval()
-        object.__setattr__(self, "_teacher", teacher)  # deliberately not a registered submodule
-        self.save_hyperparameters(ignore=["student", "teacher"])
+        self.hold_frozen("teacher", teacher)
+        self.record_settings(ignore=["student", "teacher"])
 
-    @property
-    def teacher(self) -> nn.Module:
-        return self._teacher
-
-    # -------------------------------------------------------------- device / mode
-    def _sync_teacher(self) -> None:
-        if next(self.teacher.parameters()).device != self.device:
-            self.teacher.to(self.device)
-        self.teacher.eval()
-
-    def on_fit_start(self) -> None:
-        self._sync_teacher()
-
-    def on_validation_start(self) -> None:
-        self._sync_teacher()
-
-    # -------------------------------------------------------------- steps
     def _losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ids = batch["input_ids"]
         mask = batch.get("loss_mask")
@@ -97,9 +82,3 @@ class DistillationModule(L.LightningModule):
         out = self._losses(batch)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, prog_bar=False, sync_dist=True)
         self.log("val_kd", out["kd"], prog_bar=True, logger=False, sync_dist=True)
-
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        optimizer = make_adamw(self.student.named_parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        scheduler = cosine_with_warmup(optimizer, hp.warmup_steps, hp.total_steps, hp.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,45 @@
+"""The instruct teacher of the tiny pipeline: plain SFT of a base teacher on the checkable tasks.
+
+The paper's SFT-KD teacher is an aligned model; the built-in tiny teacher is a base LM that does
+not know the tasks, so this fine-tunes it (cross-entropy on assistant tokens) before SFT-KD.
+"""
+
+from typing import Any, Optional
+
+from nemo_minitron.data.chat import ChatDataset
+from nemo_minitron.data.instruct_tasks import round_records
+from nemo_minitron.models import load_tokenizer
+from nemo_minitron.posttrain.conversations import load_conversations
+
+from ._posttraining import finish_chat_model, plain_sft
+from ._training import config_record, moved_to_configs
+from .renames import renamed
+from .settings import InstructSFTTrain, InstructSFTOptim
+
+SUMMARY_FILE = "sft_summary.json"
+
+
+
+@renamed(**moved_to_configs())
+def instruct_sft(base_teacher_path: str, save_path: str, data_path: Optional[str] = None, num_train: int = 4000,
+                 train: InstructSFTTrain = InstructSFTTrain(),
+                 optim: InstructSFTOptim = InstructSFTOptim()) -> dict[str, Any]:
+    """Plain SFT (cross-entropy on assistant tokens) of a base teacher into an instruct teacher.
+
+    Data: the round-1 + round-2 checkable tasks (``num_train`` conversations, half per round) or
+    ``data_path`` (chat JSONL, comma-separated files).
+    """
+    import lightning as L
+
+    optim.check(train)
+    L.seed_everything(train.seed, workers=True, verbose=False)
+    tokenizer = load_tokenizer(base_teacher_path)
+    convs = load_conversations(data_path, lambda: round_records(1, num_train // 2, train.seed) +
+                               round_records(2, num_train - num_train // 2, train.seed))
+    dataset = ChatDataset(convs, tokenizer, train.seq_length)
+    module, result = plain_sft(base_teacher_path, dataset, tokenizer, save_path, train, optim)
+    summary = {"stage": "instruct_sft", "base_teacher_path": str(base_teacher_path), **result.summary,
+               "data": data_path or "built-in tasks, rounds 1+2", "conversations": len(dataset),
+               "dropped_too_long": dataset.num_dropped, "config": config_record(train, optim, num_train=num_train)}
+    finish_chat_model(result, module.student, tokenizer, save_path, SUMMARY_FILE, summary)
+    return summary
