@@ -21,6 +21,8 @@ DECODER_LAYER = ATTENTION + MLP
 #: Boolean layout fields: which optional tensors each block has (a family fixes or reads them).
 LAYOUT_FLAGS = ("mamba_proj_bias", "mamba_conv_bias", "mlp_bias", "mlp_gated", "qkv_bias", "attention_out_bias",
                 "qk_norm", "post_norms")
+#: The flags plain transformers added; written to files only when set (see ``HybridArch.to_dict``).
+TRANSFORMER_FLAGS = ("mlp_gated", "qkv_bias", "attention_out_bias", "qk_norm", "post_norms")
 
 
 class ArchError(ValueError):
@@ -148,6 +150,15 @@ class HybridArch:
             _positive(self, "ffn_hidden_size")
         family.check_arch(self)
         return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data (plans, scores, caches). Transformer layout flags appear only when set, so
+        files of hybrid models read exactly as before those flags existed; ``HybridArch(**d)`` restores both."""
+        data = dataclasses.asdict(self)
+        for flag in TRANSFORMER_FLAGS:
+            if not data[flag]:
+                del data[flag]
+        return data
 
     def replace(self, **changes: Any) -> HybridArch:
         """A validated copy with some fields changed."""

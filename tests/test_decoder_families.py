@@ -225,3 +225,12 @@ def test_gemma3_hidden_pruning_keeps_embedding_values_and_the_tied_head(calibrat
         source_norm.weight.copy_(model.model.norm.weight[kept])
         expected = source_norm(x) @ model.lm_head.weight[:, kept].T
         torch.testing.assert_close(pruned.lm_head(pruned.model.norm(x)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_arch_files_hold_transformer_flags_only_when_set(tiny_arch):
+    """Plans and scores of hybrid models read as before the flags existed; decoders round-trip."""
+    from nemo_minitron.arch import HybridArch, TRANSFORMER_FLAGS
+
+    assert not set(TRANSFORMER_FLAGS) & set(tiny_arch.to_dict())
+    for arch in TINY_DECODER_ARCHS.values():
+        assert HybridArch(**arch.to_dict()) == arch and arch.to_dict()["mlp_gated"] is True

@@ -67,7 +67,7 @@ class ImportanceScores:
         tensors.update({f"ffn.{i}": t for i, t in self.ffn.items()})
         tensors.update({f"attention.{i}": t for i, t in self.attention.items()})
         tensors.update({f"layers.{m}": t for m, t in self.layers.items()})
-        meta = {"arch": json.dumps(self.arch.__dict__), "meta": json.dumps(self.meta)}
+        meta = {"arch": json.dumps(self.arch.to_dict()), "meta": json.dumps(self.meta)}
         path = Path(path)
         with atomic_file(path) as tmp:
             save_file({k: v.contiguous().float().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)

@@ -8,7 +8,6 @@ but never across groups, which is what keeps the SSM computation intact (paper e
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -102,8 +101,8 @@ class PruningPlan:
 
         return {
             "format": "nemo-minitron/pruning-plan/v1",
-            "source": dataclasses.asdict(self.source),
-            "target": dataclasses.asdict(self.target),
+            "source": self.source.to_dict(),
+            "target": self.target.to_dict(),
             "kept_layers": list(map(int, self.kept_layers)),
             "hidden": list(map(int, self.hidden)),
             **{axis: table(getattr(self, axis)) for axis in _ALL_AXES},
