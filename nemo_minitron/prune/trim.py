@@ -14,6 +14,7 @@ from torch import nn
 
 from ..arch import ATTENTION, MAMBA
 from ..models import adapter_for
+from ..models.io import model_from_state_dict
 from ..models.attention_layout import attention_axes
 from ..models.family import Axes
 from ..models.mamba_layout import MambaShape, mamba_axes
@@ -69,9 +70,6 @@ def apply_plan(model: nn.Module, plan: PruningPlan, validate: bool = True) -> nn
     ``validate=False`` skips the group checks; it exists only so tests can show that a plan
     violating them really does change the model.
     """
-    from transformers import AutoModelForCausalLM
-    from transformers.initialization import no_init_weights
-
     if validate:
         plan.validate()
     adapter = adapter_for(model)
@@ -81,14 +79,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan, validate: bool = True) -> nn
     config = adapter.config_for(plan.target, kept_layers=plan.kept_source_layers)
     param = next(model.parameters())
     config.dtype = param.dtype
-    # Parameters are allocated uninitialised, then replaced by the kept weights. Built on the real device (not
-    # "meta"), the model keeps the non-persistent buffers its forward needs (rotary frequencies, embedding scales).
-    with no_init_weights(), torch.device(param.device):
-        pruned = AutoModelForCausalLM.from_config(config)
-    pruned.load_state_dict(state, strict=True, assign=True)
-    if plan.target.tie_word_embeddings:
-        # load_state_dict(assign=True) installs two separate tensors; share them again.
-        pruned.get_output_embeddings().weight = pruned.get_input_embeddings().weight
+    pruned = model_from_state_dict(config, state, param.device)
     pruned.generation_config = model.generation_config
     pruned.train(model.training)
     return pruned
