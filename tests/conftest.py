@@ -119,6 +119,19 @@ def make_model(arch: HybridArch, seed: int = 0, perturb_seed: int = 1234) -> nn.
     return perturb_(model, seed=perturb_seed)
 
 
+def assert_every_parameter_has_a_trim_rule(model: nn.Module, pattern: str) -> None:
+    """The family's trim rules cover every state-dict entry, and rebuild its key."""
+    from nemo_minitron.models import adapter_for
+
+    family = adapter_for(model).family
+    for key, tensor in model.state_dict().items():
+        rule = family.trim_rule(key, pattern)
+        assert rule is not None, key
+        assert len(rule.axes) <= tensor.ndim, key
+        if rule.block is not None:
+            assert family.param_key(rule.block, rule.suffix) == key
+
+
 @torch.no_grad()
 def logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """Full-sequence logits ``[batch, seq, vocab]`` without cache and without grad."""

@@ -8,7 +8,8 @@ import re
 import pytest
 import torch
 
-from conftest import TINY_ARCH, TINY_DECODER_ARCHS, TINY_MAMBA2_ARCH, logits, make_model
+from conftest import (TINY_ARCH, TINY_DECODER_ARCHS, TINY_MAMBA2_ARCH, assert_every_parameter_has_a_trim_rule, logits,
+                      make_model)
 from nemo_minitron.arch import ATTENTION, MAMBA, MLP, ArchError
 from nemo_minitron.atomic import atomic_directory
 from nemo_minitron.models import (adapter_for, build_model, family_for_model_type, family_named,
@@ -290,12 +291,7 @@ def test_every_parameter_has_a_trim_rule(family_model):
     """The family's trim rules cover every state-dict entry, and nothing else matches."""
     arch, model = family_model
     family = adapter_for(model).family
-    for key, tensor in model.state_dict().items():
-        rule = family.trim_rule(key, arch.pattern)
-        assert rule is not None, key
-        assert len(rule.axes) <= tensor.ndim, key
-        if rule.block is not None:
-            assert family.param_key(rule.block, rule.suffix) == key
+    assert_every_parameter_has_a_trim_rule(model, arch.pattern)
     assert family.trim_rule("lm_head.bias", arch.pattern) is None
     assert family.trim_rule(family.param_key(0, "mixer.new_weight"), arch.pattern) is None
     assert family.trim_rule(family.param_key(len(arch.pattern), "norm.weight"), arch.pattern) is None

@@ -116,12 +116,8 @@ class DecoderFamily(ModelFamily):
     def _kind_of_suffix(self) -> dict[str, str]:
         return {suffix: kind for kind, rules in self.block_rules.items() for suffix in rules}
 
-    def trim_rule(self, key: str, pattern: str) -> TrimRule | None:
-        match = self._layer_key.match(key)
-        if match is None:
-            axes = self.model_rules.get(key)
-            return None if axes is None else TrimRule(axes)
-        layer, suffix = int(match.group(1)), match.group(2)
+    def layer_rule(self, layer: int, suffix: str, pattern: str) -> TrimRule | None:
+        """Decoder layer ``layer`` holds blocks 2*layer (attention) and 2*layer + 1 (MLP)."""
         kind = self._kind_of_suffix.get(suffix)
         if kind is None or 2 * layer + 1 >= len(pattern):
             return None

@@ -219,11 +219,14 @@ class ModelFamily:
         if match is None:
             axes = self.model_rules.get(key)
             return None if axes is None else TrimRule(axes)
-        block, suffix = int(match.group(1)), match.group(2)
-        if block >= len(pattern):
+        return self.layer_rule(int(match.group(1)), match.group(2), pattern)
+
+    def layer_rule(self, layer: int, suffix: str, pattern: str) -> TrimRule | None:
+        """The rule of key ``suffix`` below layer module ``layer`` (here one module per pattern block)."""
+        if layer >= len(pattern):
             return None
-        axes = self.block_rules.get(pattern[block], {}).get(suffix)
-        return None if axes is None else TrimRule(axes, block, suffix)
+        axes = self.block_rules.get(pattern[layer], {}).get(suffix)
+        return None if axes is None else TrimRule(axes, layer, suffix)
 
     def param_key(self, block: int, suffix: str) -> str:
         """The state-dict key of ``suffix`` in the block at pattern position ``block``."""
