@@ -45,6 +45,17 @@ class ModelAdapter:
     def layers(self) -> list[LayerRef]:
         return self.family.layers(self.model, self.arch.pattern)
 
+    def layer_modules(self) -> list[nn.Module]:
+        """Per layer of ``arch.layers``, the module whose output skipping removes that layer (the blocks of
+        one layer share it: a transformer's decoder layer holds its attention and its MLP block)."""
+        blocks, modules = self.layers(), []
+        for unit in self.arch.layers:
+            module = blocks[unit[0]].block
+            if any(blocks[b].block is not module for b in unit):
+                raise ValueError(f"blocks {unit} form one layer but are not one module")
+            modules.append(module)
+        return modules
+
     def has_probe(self, layer: LayerRef, role: str) -> bool:
         return self.family.has_probe(layer, role)
 

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_file
 from ..arch import ATTENTION, MAMBA, MLP, HybridArch
 from ..models import adapter_for
-from ..models.family import FFN_ACT, FFN_IN, HEADS_OUT, IN_PROJ, OUT_PROJ, LayerRef
+from ..models.family import FFN_ACT, FFN_IN, HEADS_OUT, IN_PROJ, OUT_PROJ
 from ..models.mamba_layout import split_in_proj
 
 SCORES_FILE = "importance.safetensors"
@@ -162,7 +162,7 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
     shape = adapter.mamba_shape
     device = next(model.parameters()).device
     layers = adapter.layers()
-    depth_units = layer_modules(layers, arch)
+    depth_units = adapter.layer_modules()
     act: dict[str, _L2OfSequenceMeans] = defaultdict(_L2OfSequenceMeans)
     flap: dict[int, _Moments] = defaultdict(_Moments)
     cosine_sum = torch.zeros(len(depth_units), dtype=torch.float64)
@@ -250,18 +250,6 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
     if want_kl:
         scores.layers["kl"] = (kl_sum / max(kl_samples, 1)).float()
     return scores
-
-
-def layer_modules(blocks: list[LayerRef], arch: HybridArch) -> list[nn.Module]:
-    """The module of each layer of ``arch.layers`` whose output skipping removes that layer (all blocks
-    of one layer share it: a transformer's decoder layer holds its attention and its MLP block)."""
-    modules = []
-    for unit in arch.layers:
-        module = blocks[unit[0]].block
-        if any(blocks[b].block is not module for b in unit):
-            raise ValueError(f"blocks {unit} form one layer but are not one module")
-        modules.append(module)
-    return modules
 
 
 def _skip_layer_kl(model: nn.Module, modules: list[nn.Module], batch: torch.Tensor,
