@@ -8,7 +8,8 @@ wall time and peak memory (resident set size of the CLI process).
 Steps (each reused when its output exists): ``nemo-minitron import source=smollm2-135m`` ->
 ``nemo-minitron prune`` (hidden, FFN, attention heads and depth) -> in this process: held-out loss of the
 source, the CLI-pruned model and ``--random-seeds`` random plans of the same shape (``make_plan`` on random
-scores, so they obey the same KV-group and whole-layer rules), plus ``--per-axis`` comparisons. Writes
+scores, so they obey the same KV-group and whole-layer rules), plus ``--per-axis`` comparisons (one random
+plan each; alone, the hidden target is rounded down to a multiple of the 9 heads). Writes
 ``results.json`` and prints a Markdown table (recorded in docs/pruning.md and docs/benchmarks.md).
 """
 
@@ -81,18 +82,29 @@ def main() -> None:
     torch.manual_seed(0)
     out = Path(args.out)
     source_dir, pruned_dir = out / "smollm2-135m", out / "pruned"
-    results: dict[str, Any] = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "args": vars(args)}
+    results_file = out / "results.json"
+    results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    results.update({"cpu": cpu_name(), "threads": torch.get_num_threads(), "args": vars(args)})
+
+    def save() -> None:  # after every step, so a later failure keeps the measurements
+        out.mkdir(parents=True, exist_ok=True)
+        results_file.write_text(json.dumps(results, indent=1))
 
     if not is_complete_checkpoint(source_dir):
-        results["import"] = run_cli("import", "source=smollm2-135m", f"save_path={source_dir}")
+        results["import"] = {**run_cli("import", "source=smollm2-135m", f"save_path={source_dir}"),
+                             "load_avg_after": os.getloadavg()[0]}
+        save()
     targets = {"target_hidden_size": args.hidden, "target_ffn_hidden_size": args.ffn,
                "target_num_attention_heads": args.heads, "target_num_layers": args.layers}
     if not is_complete_checkpoint(pruned_dir):
+        load_before = os.getloadavg()[0]
         results["prune"] = run_cli(
             "prune", f"model_path={source_dir}", f"save_path={pruned_dir}", *(f"pruning_config.{k}={v}" for k, v in
                                                                                 targets.items()),
             f"num_samples={args.num_samples}", f"seq_length={args.seq_length}", "device=cpu",
             f"layer_importance_samples={args.layer_importance_samples}")
+        results["prune"].update(load_avg_before=load_before, load_avg_after=os.getloadavg()[0])
+        save()
     summary = json.loads((pruned_dir / "prune_summary.json").read_text())
     results["prune_summary"] = {k: summary[k] for k in ("source", "target", "source_params", "target_params",
                                                         "seconds")}
@@ -115,22 +127,26 @@ def main() -> None:
                                                         [0, ids.shape[1]:])}
     loss = {"source": validation_loss(source, val), "activation (CLI)": validation_loss(plain, val)}
     scores = ImportanceScores.load(pruned_dir / "importance.safetensors")
+    results["loss"] = loss
+    save()
     comparisons = {"all axes": PruningConfig(**targets)}
     if args.per_axis:
-        comparisons.update({name: PruningConfig(**{key: targets[key]}) for name, key in (
+        heads = scores.arch.num_attention_heads  # alone, hidden must stay a multiple of the 9 heads (LlamaConfig)
+        alone = {**targets, "target_hidden_size": args.hidden - args.hidden % heads}
+        comparisons.update({name: PruningConfig(**{key: alone[key]}) for name, key in (
             ("hidden only", "target_hidden_size"), ("FFN only", "target_ffn_hidden_size"),
             ("heads only", "target_num_attention_heads"), ("depth only", "target_num_layers"))})
-    rows = []
+    rows = results["comparisons"] = []
     for name, config in comparisons.items():
         plan = make_plan(scores, config)
         row = {"axes": name, "target": plan.target.describe(),
                "activation": validation_loss(apply_plan(source, plan), val)}
+        seeds = range(args.random_seeds if name == "all axes" else 1)  # one random plan per single axis
         row["random"] = [validation_loss(apply_plan(source, make_plan(randomized(scores, seed), config)), val)
-                         for seed in range(args.random_seeds)]
+                         for seed in seeds]
         rows.append(row)
+        save()
         print(json.dumps(row), flush=True)
-    results["loss"], results["comparisons"] = loss, rows
-    (out / "results.json").write_text(json.dumps(results, indent=1))
 
     print(f"\nsource {summary['source']}; held-out loss {loss['source']:.3f} nats/token "
           f"({val.numel()} tokens); CLI-pruned {loss['activation (CLI)']:.3f}")
