@@ -85,8 +85,9 @@ class SearchSpace:
     """Values to try per axis; None = derive from the source with ``DEFAULT_FRACTIONS``.
 
     ``num_layers`` counts layers (decoder layers of a plain transformer). Attention heads are searched only
-    when ``num_attention_heads`` lists values (multiples of the KV groups): Minitron kept them, since head
-    pruning hurt Llama 3.1 and Mistral NeMo more than width and depth did.
+    when ``num_attention_heads`` lists values (multiples of the KV groups): the published Minitron models
+    (Llama-3.1-Minitron-4B, MN-Minitron-8B) kept every head, and on SmolLM2 activation-ranked heads did no
+    better than random ones (docs/pruning.md).
     """
 
     num_layers: Optional[list[int]] = None
