@@ -18,42 +18,37 @@ from nemo_minitron.experiment import Step
 from nemo_minitron.prune.config import PruningConfig
 from nemo_minitron.train.config import settings_kwargs
 
-#: Stage settings. "full" is what docs/post_training.md reports unless it says otherwise.
-SETTINGS: Dict[str, Dict[str, Any]] = {
-    "full": {
-        # Two phases of 1500 steps (the second continues from the first with fresh data and warm-up):
-        # the tasks' loss plateaus for ~1000 steps before the model starts to use the prompt.
-        "teacher_sft": [dict(num_train=24000, max_steps=1500, micro_batch_size=16, global_batch_size=16, lr=2e-3,
-                             warmup_steps=20, checkpoint_every=100, seed=0),
-                        dict(num_train=24000, max_steps=1500, micro_batch_size=16, global_batch_size=16, lr=1.5e-3,
-                             warmup_steps=20, checkpoint_every=100, seed=1)],
-        "distill": dict(max_steps=60, seq_length=128, micro_batch_size=8, global_batch_size=8, lr=2e-3,
-                        warmup_steps=5),
-        # 400 steps per round left the student at 0.06 mean accuracy (docs/post_training.md).
-        "sft_kd": dict(num_train=19200, max_steps=1200, micro_batch_size=16, global_batch_size=16, lr=2e-3,
-                       warmup_steps=20, topk=100, sft_weight=0.0, checkpoint_every=100),
-        "rpo": dict(num_prompts=200, num_samples=4, temperature=0.7, max_new_tokens=12, max_steps=40,
-                    micro_batch_size=8, global_batch_size=8, lr=5e-5, beta=0.1, eta=1.0, sft_weight=0.1,
-                    gold_chosen=True),
-        "long_context": dict(min_len=512, max_len=1024, num_train=80, max_steps=40, micro_batch_size=1,
-                             global_batch_size=2, lr=5e-4, warmup_steps=4),
-        "eval": dict(n_per_task=40, long_range=(24, 512, 1024)),
-    },
-    "quick": {
-        "teacher_sft": [dict(num_train=24000, max_steps=1500, micro_batch_size=16, global_batch_size=16, lr=2e-3,
-                             warmup_steps=20, checkpoint_every=100, seed=0)],
-        "distill": dict(max_steps=30, seq_length=128, micro_batch_size=8, global_batch_size=8, lr=2e-3,
-                        warmup_steps=3),
-        "sft_kd": dict(num_train=3200, max_steps=200, micro_batch_size=16, global_batch_size=16, lr=2e-3,
-                       warmup_steps=10, topk=100, sft_weight=0.0, checkpoint_every=100),
-        "rpo": dict(num_prompts=96, num_samples=4, temperature=0.7, max_new_tokens=12, max_steps=20,
-                    micro_batch_size=8, global_batch_size=8, lr=5e-5, beta=0.1, eta=1.0, sft_weight=0.1,
-                    gold_chosen=True),
-        "long_context": dict(min_len=384, max_len=768, num_train=40, max_steps=20, micro_batch_size=1,
-                             global_batch_size=2, lr=5e-4, warmup_steps=2),
-        "eval": dict(n_per_task=24, long_range=(16, 384, 768)),
-    },
+#: Each stage's settings as docs/post_training.md reports them (unless it says otherwise).
+FULL: Dict[str, Any] = {
+    # Two phases of 1500 steps (the second continues from the first with fresh data and warm-up):
+    # the tasks' loss plateaus for ~1000 steps before the model starts to use the prompt.
+    "teacher_sft": [dict(num_train=24000, max_steps=1500, micro_batch_size=16, global_batch_size=16, lr=2e-3,
+                         warmup_steps=20, checkpoint_every=100, seed=0),
+                    dict(num_train=24000, max_steps=1500, micro_batch_size=16, global_batch_size=16, lr=1.5e-3,
+                         warmup_steps=20, checkpoint_every=100, seed=1)],
+    "distill": dict(max_steps=60, seq_length=128, micro_batch_size=8, global_batch_size=8, lr=2e-3, warmup_steps=5),
+    # 400 steps per round left the student at 0.06 mean accuracy (docs/post_training.md).
+    "sft_kd": dict(num_train=19200, max_steps=1200, micro_batch_size=16, global_batch_size=16, lr=2e-3,
+                   warmup_steps=20, topk=100, sft_weight=0.0, checkpoint_every=100),
+    "rpo": dict(num_prompts=200, num_samples=4, temperature=0.7, max_new_tokens=12, max_steps=40,
+                micro_batch_size=8, global_batch_size=8, lr=5e-5, beta=0.1, eta=1.0, sft_weight=0.1,
+                gold_chosen=True),
+    "long_context": dict(min_len=512, max_len=1024, num_train=80, max_steps=40, micro_batch_size=1,
+                         global_batch_size=2, lr=5e-4, warmup_steps=4),
+    "eval": dict(n_per_task=40, long_range=(24, 512, 1024)),
 }
+#: The reduced setting (``--quick``): one instruct-teacher phase, shorter stages, a smaller evaluation.
+QUICK: Dict[str, Any] = {
+    "teacher_sft": FULL["teacher_sft"][:1],
+    "distill": {**FULL["distill"], "max_steps": 30, "warmup_steps": 3},
+    "sft_kd": {**FULL["sft_kd"], "num_train": 3200, "max_steps": 200, "warmup_steps": 10},
+    "rpo": {**FULL["rpo"], "num_prompts": 96, "max_steps": 20},
+    "long_context": {**FULL["long_context"], "min_len": 384, "max_len": 768, "num_train": 40, "max_steps": 20,
+                     "warmup_steps": 2},
+    "eval": dict(n_per_task=24, long_range=(16, 384, 768)),
+}
+#: ``scripts/posttrain_report.py``'s settings by name.
+SETTINGS: Dict[str, Dict[str, Any]] = {"full": FULL, "quick": QUICK}
 
 #: The pruned student: ~45% of the tiny teacher (hidden 256 -> 128, FFN 1024 -> 512, Mamba heads 16 -> 8).
 PRUNE = dict(target_hidden_size=128, target_ffn_hidden_size=512, target_mamba_num_heads=8)

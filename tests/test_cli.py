@@ -534,7 +534,8 @@ _SOURCE = re.compile(r"Same configuration as `nemo-minitron (\w+) --factory (\w+
 def _yaml_source(path: Path) -> tuple:
     header = " ".join(line.lstrip("#").strip() for line in path.read_text().splitlines() if line.startswith("#"))
     match = _SOURCE.search(header)
-    assert match, f"{path.relative_to(ROOT)} must say which recipe it copies: 'Same configuration as `nemo-minitron <stage> --factory <name>`'"
+    assert match, (f"{path.relative_to(ROOT)} must name the recipe it copies: "
+                   "'Same configuration as `nemo-minitron <stage> --factory <name>`'")
     return match.groups()
 
 
