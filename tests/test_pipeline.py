@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from nemo_minitron.arch import preset
-from nemo_minitron.pipeline import MAMBA2_1P3B_TO_780M, NEMOTRON_H_8B_TO_4B, RECIPES, pipeline
+from nemo_minitron.stages.pipeline import pipeline
+from recipes import PIPELINES
+from recipes.scale import MAMBA2_1P3B_TO_780M, NEMOTRON_H_8B_TO_4B
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +44,7 @@ def test_bad_pipeline_arguments_are_named(tmp_path: Path) -> None:
         pipeline(recipe="nemotron_h_8b_to_4b", output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="only="):
         pipeline(output_dir=str(tmp_path), teacher_dir=str(tmp_path / "t"), only=["bogus"])
-    assert set(RECIPES) == {"tiny", "nemotron_h_8b_to_4b", "mamba2_1.3b_to_780m"}
+    assert set(PIPELINES) == {"tiny", "nemotron_h_8b_to_4b", "mamba2_1.3b_to_780m"}
 
 
 def test_slurm_dry_run_prints_the_sbatch_script(tmp_path: Path) -> None:
