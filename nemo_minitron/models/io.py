@@ -52,8 +52,9 @@ def check_checkpoint(path: str | os.PathLike, argument: str = "model_path", any_
         family = find_family(raw.get("model_type")) if any_family else family_for_model_type(raw.get("model_type"))
         if family is not None:
             family.hub_config_fixes(raw)
-    except (OSError, ValueError) as err:
-        raise type(err)(f"{argument}={path}: {err}") from None
+    except (OSError, ValueError) as err:  # the same kind of error, naming the argument
+        kind = next(k for k in (FileNotFoundError, ArchError, OSError, ValueError) if isinstance(err, k))
+        raise kind(f"{argument}={path}: {err}") from None
 
 
 def _config_fixes(path: str | os.PathLike) -> dict[str, Any]:
