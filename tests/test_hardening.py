@@ -319,3 +319,26 @@ def test_a_wrong_checkpoint_path_names_its_argument(ckpts, tmp_path, stage, no_m
     wrong = {**ckpts, "student": tmp_path / "no_such_model"}
     refused(tmp_path, lambda: STAGES[stage](wrong, str(tmp_path / "out")), FileNotFoundError,
             r"(model_path|student_path)=.*no_such_model|no_such_model.*model_path")
+
+
+# =========================================================================== pipeline and ablations
+def _tree(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*"))
+
+
+def test_pipeline_and_ablations_refuse_a_folder_of_someone_elses_files(tmp_path):
+    from nemo_minitron.outputs import OutputPathError
+    from nemo_minitron.stages.ablations import ablations
+    from nemo_minitron.stages.pipeline import pipeline
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own file")
+    before = _tree(mine)
+    with pytest.raises(OutputPathError, match="pipeline: output_dir=.*not an output of this stage"):
+        pipeline(output_dir=str(mine), teacher_dir=str(tmp_path / "teacher"), scale=0.005)
+    with pytest.raises(OutputPathError, match="ablations: output_dir=.*not an output of this stage"):
+        ablations(output_dir=str(mine), teacher_path=str(tmp_path / "teacher"), quick=True)
+    with pytest.raises(OutputPathError, match="ablations: output_dir=.* contains the input teacher_path"):
+        ablations(output_dir=str(tmp_path), teacher_path=str(tmp_path / "teacher"), quick=True)
+    assert _tree(mine) == before

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any, Optional
 
 from nemo_minitron.ablations import run_ablations
+from nemo_minitron.outputs import check_output_path
 
 from ._recipes import recipe_module
 
@@ -19,15 +20,20 @@ from ._recipes import recipe_module
 def ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[str] = None, quick: bool = False,
               num_seeds: Optional[int] = None, steps: Optional[int] = None, match_factor: Optional[int] = None,
               workers: Optional[int] = None, keep_layers: Optional[int] = None, docs_dir: Optional[str] = None,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Reproduce the paper's pruning ablations on ``teacher_path`` (default: the built-in tiny teacher).
 
     Writes ``output_dir/results.{json,md}`` and ``ablations.png``; with ``docs_dir`` also
     ``docs_dir/results.md`` and ``docs_dir/ablations.png``. ``quick`` is the test suite's
     setting (every code path in a couple of minutes; its numbers mean nothing). Rerunning with the
-    same ``output_dir`` and settings reuses every finished student and run.
+    same ``output_dir`` and settings reuses every finished student and run; any other non-empty
+    folder needs ``overwrite=True``, and the teacher's folder never.
     """
     from nemo_minitron.stages.distill import distill
+
+    check_output_path(output_dir, "ablations", ("settings.json", "results.json", "students", "runs"),
+                      inputs={"teacher_path": teacher_path}, overwrite=overwrite,
+                      argument="output_dir")
 
     budgets = recipe_module("ablations")
     overrides = {k: v for k, v in dict(num_seeds=num_seeds, steps=steps, match_factor=match_factor,

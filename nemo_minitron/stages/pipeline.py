@@ -18,8 +18,11 @@ from typing import Any, Callable, Optional
 from nemo_minitron.atomic import write_json_atomic
 from nemo_minitron.executors import SlurmOptions
 from nemo_minitron.experiment import Step, run_steps
+from nemo_minitron.outputs import check_output_path
 
 from ._recipes import recipe_module
+
+SUMMARY_FILE = "pipeline_summary.json"
 
 
 def step_builder(recipe: str) -> Callable[..., list[Step]]:
@@ -38,8 +41,8 @@ def pipeline(recipe: str = "tiny", output_dir: str = "outputs/pipeline", teacher
              model_path: Optional[str] = None, data_path: Optional[str] = None,
              val_data_path: Optional[str] = None, scale: float = 1.0, use_search: bool = False,
              launcher: str = "direct",
-             slurm: Optional[SlurmOptions] = None, dryrun: bool = False, only: Optional[list[str]] = None
-             ) -> dict[str, Any]:
+             slurm: Optional[SlurmOptions] = None, dryrun: bool = False, only: Optional[list[str]] = None,
+             overwrite: bool = False) -> dict[str, Any]:
     """Run every unfinished stage of ``recipe`` into ``output_dir`` and print the final report.
 
     Recipes: ``tiny`` (built-in default, CPU), ``nemotron_h_8b_to_4b`` and ``mamba2_1.3b_to_780m``
@@ -47,18 +50,24 @@ def pipeline(recipe: str = "tiny", output_dir: str = "outputs/pipeline", teacher
     (tests use a small value); ``only`` restricts the run to the named stages; finished stages are
     skipped. ``launcher``: ``direct`` (this process), ``local`` (local processes, torchrun for
     several GPUs) or ``slurm`` (dependent jobs, ``slurm`` says where); ``dryrun`` prints what
-    would be submitted and runs nothing.
+    would be submitted and runs nothing. ``output_dir`` may be an earlier run of this pipeline
+    (it continues); any other non-empty folder needs ``overwrite=True``, and an input never.
     """
     build = step_builder(recipe)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     steps = build(out, teacher_dir=teacher_dir, scale=scale, use_search=use_search,
                   model_path=model_path, data_path=data_path, val_data_path=val_data_path)
+    # An earlier run of this pipeline holds its summary or any of its stage folders. teacher_dir is
+    # not an input to protect here: the pipeline's first step may be what writes it.
+    markers = {SUMMARY_FILE} | {s.output.relative_to(out).parts[0] for s in steps if out in s.output.parents}
+    check_output_path(out, "pipeline", sorted(markers), overwrite=overwrite, argument="output_dir",
+                      inputs={"model_path": model_path, "data_path": data_path, "val_data_path": val_data_path})
+    out.mkdir(parents=True, exist_ok=True)
     result = run_steps(recipe, steps, launcher=launcher, slurm=slurm, dryrun=dryrun, only=only)
     if result.get("dryrun"):
         return result
     summary = {"recipe": recipe, "output_dir": str(out), **result}
     for report in sorted(out.glob("*_eval/eval_report.md")):
         print(report.read_text())
-    write_json_atomic(out / "pipeline_summary.json", summary)
+    write_json_atomic(out / SUMMARY_FILE, summary)
     return summary
