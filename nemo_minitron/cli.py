@@ -86,6 +86,10 @@ class Stage:
 
 #: The stages, in pipeline order. Add a stage with one module and one line (see the module docstring).
 STAGES: Dict[str, Stage] = {
+    "import": Stage(
+        "nemo_minitron.stages.import_:import_checkpoint",
+        "a built-in pretrained model (smollm2-135m, gemma3-270m), a GGUF file or an HF folder -> an HF checkpoint",
+    ),
     "pretrain": Stage(
         "nemo_minitron.stages.pretrain:pretrain",
         "train the built-in tiny NemotronH teacher on the offline corpus (cached)",

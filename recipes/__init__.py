@@ -4,6 +4,8 @@ Modules:
     tiny       the built-in tiny default (CPU, minutes): the tiny teacher's pretraining
                (``nemo-minitron pretrain --factory tiny``) and the tiny pipeline's steps
                (``nemo-minitron pipeline recipe=tiny``, ``--factory tiny``)
+    smollm2    SmolLM2-135M-Instruct (real weights, CPU): import, prune every axis, distill,
+               post-train, evaluate (``nemo-minitron pipeline recipe=smollm2``)
     scale      the paper's Nemotron-H 8B -> 4B and Mamba2 1.3B -> 780M (GPU): the pipelines'
                steps, one factory per stage (``nemo-minitron distill --factory nemotron_h_8b_to_4b
                model_path=... data_path=...``) and the Slurm pipelines
@@ -31,6 +33,7 @@ checks that every YAML file there equals the factory it names.
 #: and ignores the options it has no use for.
 PIPELINES = {
     "tiny": "recipes.tiny:tiny_steps",
+    "smollm2": "recipes.smollm2:smollm2_steps",
     "nemotron_h_8b_to_4b": "recipes.scale:NEMOTRON_H_8B_TO_4B.steps",
     "mamba2_1.3b_to_780m": "recipes.scale:MAMBA2_1P3B_TO_780M.steps",
 }

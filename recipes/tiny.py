@@ -24,7 +24,7 @@ The tiny pipeline (``nemo-minitron pipeline recipe=tiny``, what ``make demo`` ru
 import dataclasses
 import inspect
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import nemo_run as run
 
@@ -74,6 +74,19 @@ def tiny_pretrain(save_path: str = DEMO_TEACHER_DIR) -> run.Partial:
     return run.Partial(pretrain, save_path=save_path, **tiny_pretrain_settings())
 
 
+def scaled(scale: float) -> Tuple[Callable[[int], int], Callable[..., int]]:
+    """``steps(n)``: a stage's step count times ``scale``; ``warmup(n)``: the warm-up of such a run
+    (a warm-up longer than the run is an error, so it scales with it)."""
+
+    def steps(n: int) -> int:
+        return max(2, int(round(n * scale)))
+
+    def warmup(n: int, fraction: float = 0.1) -> int:
+        return max(1, int(steps(n) * fraction))
+
+    return steps, warmup
+
+
 def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float = 1.0,
                use_search: bool = False, **_: Any) -> List[Step]:
     """The tiny pipeline's steps (about 20 minutes on 2 CPU cores at ``scale=1``).
@@ -83,34 +96,20 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
     architecture search under a parameter budget. The teacher is ``teacher_dir`` (default: the
     cached built-in one); below ``scale=1`` it is a throwaway, trained for ``scale`` of its steps.
     """
-    from nemo_minitron.evaluate import CLOZE_MC, CORPUS_PPL
     from nemo_minitron.prune.search import SearchSpace
     from nemo_minitron.stages.distill import DistillOptim, DistillTrain, distill
-    from nemo_minitron.stages.eval import evaluate
     from nemo_minitron.stages.instruct_sft import InstructSFTOptim, InstructSFTTrain, instruct_sft
-    from nemo_minitron.stages.long_context import LongContextOptim, LongContextTrain, long_context
     from nemo_minitron.stages.pretrain import PretrainOptim, PretrainTrain, default_teacher_dir
     from nemo_minitron.stages.prune import prune
-    from nemo_minitron.stages.rpo import RPOOptim, RPOTrain, rpo
     from nemo_minitron.stages.search import search
-    from nemo_minitron.stages.sft_kd import SFTKDOptim, SFTKDTrain, sft_kd
 
-    def steps(n: int) -> int:
-        return max(2, int(round(n * scale)))
-
-    def warmup(n: int, fraction: float = 0.1) -> int:
-        """The warm-up of a ``steps(n)`` run, scaled with it (a warm-up longer than the run is an error)."""
-        return max(1, int(steps(n) * fraction))
-
+    steps, warmup = scaled(scale)
     quick = scale < 0.1  # test-sized: tiny calibration, short sequences, a token evaluation
     seq = 64 if quick else 256
     d = output_dir
     teacher = Path(teacher_dir) if teacher_dir else default_teacher_dir()
     pruned, distilled, instruct = d / "01_pruned", d / "02_distilled", d / "03_instruct_teacher"
-    sft1, sft2, rpo1, rpo2, longctx = d / "04_sft_kd_1", d / "05_sft_kd_2", d / "06_rpo_1", d / "07_rpo_2", d / "08_long_context"
     post = {"progress": True, "seq_length": seq}
-    # A 20M-parameter student still misses whole prompts; the checker's answer then serves as chosen.
-    rpo_kw = {"gold_chosen": True}
     teacher_kw: Dict[str, Any] = {"save_path": str(teacher)}
     if scale < 1:  # a throwaway teacher (tests); the default one is trained once and cached
         teacher_kw.update(train=PretrainTrain(max_steps=steps(600), limit_val_batches=2, seq_length=seq),
@@ -140,11 +139,35 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
             base_teacher_path=str(teacher), save_path=str(instruct),
             train=InstructSFTTrain(max_steps=steps(300), **post), optim=InstructSFTOptim(warmup_steps=warmup(300)),
             **({"num_train": 64} if quick else {})), instruct),
-        Step("sft_kd_1", sft_kd, dict(teacher_path=str(instruct), student_path=str(distilled), save_path=str(sft1),
+    ]
+    # A 20M-parameter student still misses whole prompts; the checker's answer then serves as chosen.
+    return out + post_training_steps(d, 4, instruct, distilled, teacher, scale, gold_chosen=True)
+
+
+def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, baseline: Path, scale: float,
+                        gold_chosen: bool) -> List[Step]:
+    """SFT-KD x2 from ``kd_teacher``, RPO x2, long-context SFT and an evaluation against ``baseline``,
+    starting from ``student``, in folders of ``d`` numbered from ``first`` (the tiny settings; the
+    SmolLM2 recipe shares them). ``gold_chosen``: the checker's answer is RPO's chosen response
+    where every sample is wrong (a small student still misses whole prompts)."""
+    from nemo_minitron.evaluate import CLOZE_MC, CORPUS_PPL
+    from nemo_minitron.stages.eval import evaluate
+    from nemo_minitron.stages.long_context import LongContextOptim, LongContextTrain, long_context
+    from nemo_minitron.stages.rpo import RPOOptim, RPOTrain, rpo
+    from nemo_minitron.stages.sft_kd import SFTKDOptim, SFTKDTrain, sft_kd
+
+    steps, warmup = scaled(scale)
+    quick = scale < 0.1
+    post = {"progress": True, "seq_length": 64 if quick else 256}
+    names = ("sft_kd_1", "sft_kd_2", "rpo_1", "rpo_2", "long_context", "eval")
+    sft1, sft2, rpo1, rpo2, longctx, ev = (d / f"{first + i:02d}_{name}" for i, name in enumerate(names))
+    rpo_kw = {"gold_chosen": gold_chosen}
+    return [
+        Step("sft_kd_1", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(student), save_path=str(sft1),
                                       round=1, train=SFTKDTrain(max_steps=steps(100), **post),
                                       optim=SFTKDOptim(warmup_steps=warmup(100)),
                                       **({"num_train": 32} if quick else {})), sft1),
-        Step("sft_kd_2", sft_kd, dict(teacher_path=str(instruct), student_path=str(sft1), save_path=str(sft2),
+        Step("sft_kd_2", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(sft1), save_path=str(sft2),
                                       round=2, train=SFTKDTrain(max_steps=steps(100), **post),
                                       optim=SFTKDOptim(warmup_steps=warmup(100)),
                                       **({"num_train": 32} if quick else {})), sft2),
@@ -159,14 +182,13 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
             max_len=512 if quick else 2048, train=LongContextTrain(max_steps=steps(20), progress=True),
             optim=LongContextOptim(warmup_steps=warmup(20)), **({"num_train": 4} if quick else {})), longctx),
         Step("eval", evaluate, dict(
-            model_path=str(longctx), baseline_path=str(teacher), output_dir=str(d / "09_eval"),
+            model_path=str(longctx), baseline_path=str(baseline), output_dir=str(ev),
             tasks=[CORPUS_PPL, CLOZE_MC],  # toy tasks: full benchmarks are too slow for the CPU demo
             ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
             instruct_tasks=2 if quick else 40,
-            limit=5 if quick else None), d / "09_eval" / "eval_report.json"),
+            limit=5 if quick else None), ev / "eval_report.json"),
     ]
-    return out
 
 
 @recipe(pipeline, "tiny")

@@ -25,7 +25,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from nemo_minitron.arch import HybridArch  # noqa: E402
+from nemo_minitron.arch import DECODER_LAYER, HybridArch  # noqa: E402
 from nemo_minitron.models import build_model  # noqa: E402
 
 #: Every Nemotron-H layer kind, 2 Mamba groups of 4 heads, GQA attention (4 query / 2 KV heads).
@@ -61,6 +61,38 @@ TINY_MAMBA2_ARCH = HybridArch(
 ).validate()
 
 
+
+def _decoder(family: str, **changes) -> HybridArch:
+    fields = dict(family=family, pattern=DECODER_LAYER * 3, hidden_size=64, vocab_size=1000, ffn_hidden_size=96,
+                  num_attention_heads=4, num_query_groups=2, attention_head_dim=16, mlp_gated=True)
+    return HybridArch(**{**fields, **changes}).validate()
+
+
+#: One tiny plain transformer per family (3 decoder layers, 4 query heads in 2 KV groups), each with its
+#: optional tensors switched on: biases, q/k norms, Gemma3's sandwich norms; tied and untied LM heads;
+#: a head_dim other than hidden / heads (Mistral).
+TINY_DECODER_ARCHS: dict[str, HybridArch] = {
+    "llama": _decoder("llama", tie_word_embeddings=True, qkv_bias=True, attention_out_bias=True, mlp_bias=True),
+    "qwen2": _decoder("qwen2", qkv_bias=True),
+    "qwen3": _decoder("qwen3", qk_norm=True, qkv_bias=True, attention_out_bias=True),
+    "mistral": _decoder("mistral", attention_head_dim=24),
+    "gemma3": _decoder("gemma3", tie_word_embeddings=True, qk_norm=True, post_norms=True),
+}
+
+
+def make_decoder_model(family: str, seed: int = 0) -> nn.Module:
+    """A tiny model of ``TINY_DECODER_ARCHS[family]`` with perturbed weights. Gemma3 gets a 4-token sliding
+    window on its first and last layers, so attention layer types matter."""
+    arch = TINY_DECODER_ARCHS[family]
+    base = None
+    if family == "gemma3":
+        base = arch.to_hf_config()
+        base.sliding_window = 4
+        base.layer_types = ["sliding_attention", "full_attention", "sliding_attention"]
+    model = build_model(arch, base_config=base, seed=seed).to(torch.float32).eval()
+    return perturb_(model, seed=1234 + seed)
+
+
 @torch.no_grad()
 def perturb_(model: nn.Module, seed: int = 1234, scale: float = 0.05) -> nn.Module:
     """Add small seeded noise to EVERY parameter, in place.
@@ -85,6 +117,19 @@ def make_model(arch: HybridArch, seed: int = 0, perturb_seed: int = 1234) -> nn.
     model = build_model(arch, seed=seed)
     model = model.to(torch.float32).eval()
     return perturb_(model, seed=perturb_seed)
+
+
+def assert_every_parameter_has_a_trim_rule(model: nn.Module, pattern: str) -> None:
+    """The family's trim rules cover every state-dict entry, and rebuild its key."""
+    from nemo_minitron.models import adapter_for
+
+    family = adapter_for(model).family
+    for key, tensor in model.state_dict().items():
+        rule = family.trim_rule(key, pattern)
+        assert rule is not None, key
+        assert len(rule.axes) <= tensor.ndim, key
+        if rule.block is not None:
+            assert family.param_key(rule.block, rule.suffix) == key
 
 
 @torch.no_grad()

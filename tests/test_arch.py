@@ -9,8 +9,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nemo_minitron.arch import (ATTENTION, MAMBA, MLP, NEMOTRON_H_8B_PATTERN, PRESETS, ArchError, HybridArch,
-                                preset)
+from nemo_minitron.arch import (ATTENTION, DECODER_LAYER, MAMBA, MLP, NEMOTRON_H_8B_PATTERN, PRESETS, ArchError,
+                                HybridArch, preset)
 from nemo_minitron.models import family_named
 
 
@@ -80,6 +80,25 @@ def mamba2_archs(draw) -> HybridArch:
     ).validate()
 
 
+@st.composite
+def decoder_archs(draw) -> HybridArch:
+    """Random valid plain-transformer shapes of every decoder family, with the optional tensors it allows."""
+    family = draw(st.sampled_from(["llama", "qwen2", "qwen3", "mistral", "gemma3"]))
+    kv = draw(st.sampled_from([1, 2, 4]))
+    heads = kv * draw(st.integers(1, 3))
+    hidden = heads * draw(st.integers(1, 8)) if family in ("llama", "gemma3") else draw(_widths)
+    bias = draw(st.booleans()) if family in ("llama", "qwen3", "gemma3") else family == "qwen2"
+    return HybridArch(
+        family=family, pattern=DECODER_LAYER * draw(st.integers(1, 3)), hidden_size=hidden,
+        vocab_size=draw(st.integers(16, 300)), ffn_hidden_size=draw(st.integers(1, 96)),
+        num_query_groups=kv, num_attention_heads=heads,
+        attention_head_dim=draw(st.sampled_from([4, 8, 16])), tie_word_embeddings=draw(st.booleans()),
+        mlp_gated=True, qkv_bias=bias, attention_out_bias=bias and family != "qwen2",
+        mlp_bias=family == "llama" and draw(st.booleans()), qk_norm=family in ("qwen3", "gemma3"),
+        post_norms=family == "gemma3",
+    ).validate()
+
+
 _hyp = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -93,6 +112,10 @@ def test_num_params_matches_hf_model_for_every_preset(name):
 @pytest.mark.parametrize("name, billions", [
     ("nemotron-h-8b", 8.1), ("nemotron-h-4b", 4.5), ("mamba2-130m", 0.13), ("mamba2-370m", 0.37),
     ("mamba2-780m", 0.78), ("mamba2-1.3b", 1.34), ("mamba2-2.7b", 2.70),
+    # Model cards: Llama-3.1-8B 8.03B, Llama-3.1-Minitron-4B-Width 4.51B, -Depth 4.54B, Mistral-NeMo-12B 12.2B,
+    # MN-Minitron-8B 8.41B, SmolLM2-135M 134.5M, Gemma 3 270M 268M.
+    ("llama-3.1-8b", 8.03), ("llama-3.1-minitron-4b-width", 4.51), ("llama-3.1-minitron-4b-depth", 4.54),
+    ("mistral-nemo-12b", 12.25), ("mn-minitron-8b", 8.41), ("smollm2-135m", 0.1345), ("gemma3-270m", 0.268),
 ])
 def test_preset_sizes_are_the_published_ones(name, billions):
     assert preset(name).num_params() / 1e9 == pytest.approx(billions, rel=0.03)
@@ -108,6 +131,29 @@ def test_num_params_matches_hf_model_nemotron_h(arch):
 @given(mamba2_archs())
 def test_num_params_matches_hf_model_mamba2(arch):
     assert arch.num_params() == hf_param_count(arch)
+
+
+@_hyp
+@given(decoder_archs())
+def test_num_params_matches_hf_model_decoders(arch):
+    assert arch.num_params() == hf_param_count(arch)
+
+
+@_hyp
+@given(decoder_archs())
+def test_round_trip_decoder_archs(arch):
+    assert HybridArch.from_hf_config(arch.to_hf_config()) == arch
+
+
+@pytest.mark.parametrize("pruned, teacher, changed, billions", [
+    ("llama-3.1-minitron-4b-width", "llama-3.1-8b", dict(hidden_size=3072, ffn_hidden_size=9216), 4.51),
+    ("llama-3.1-minitron-4b-depth", "llama-3.1-8b", dict(pattern=DECODER_LAYER * 16), 4.54),
+    ("mn-minitron-8b", "mistral-nemo-12b", dict(hidden_size=4096, ffn_hidden_size=11520), 8.41),
+])
+def test_minitron_presets_are_their_teacher_pruned_on_the_published_axes(pruned, teacher, changed, billions):
+    assert preset(pruned) == dataclasses.replace(preset(teacher), **changed)
+    assert preset(pruned).num_layers == (16 if "depth" in pruned else preset(teacher).num_layers)
+    assert preset(pruned).num_params() / 1e9 == pytest.approx(billions, abs=0.005)  # the model cards' rounding
 
 
 def test_nemotron_h_tied_embeddings_are_rejected(tiny_arch):
@@ -255,12 +301,12 @@ def test_to_hf_config_base_of_other_family_is_an_error(tiny_arch, tiny_mamba2_ar
 
 
 def test_from_hf_config_unknown_model_type_names_supported_families():
-    from transformers import LlamaConfig
+    from transformers import GPT2Config
 
     with pytest.raises(ArchError) as err:
-        HybridArch.from_hf_config(LlamaConfig(hidden_size=16, num_attention_heads=2, num_hidden_layers=1))
+        HybridArch.from_hf_config(GPT2Config(n_embd=16, n_head=2, n_layer=1))
     msg = str(err.value)
-    assert "llama" in msg and "nemotron_h" in msg and "mamba2" in msg
+    assert "gpt2" in msg and "nemotron_h" in msg and "mamba2" in msg and "llama" in msg
 
 
 def test_from_hf_config_rejects_moe_layers(tiny_arch):
@@ -285,7 +331,7 @@ def test_from_hf_config_rejects_moe_layers(tiny_arch):
     (dict(mamba_num_groups=0), ["mamba_num_groups"]),
     (dict(attention_head_dim=-1), ["attention_head_dim"]),
     (dict(num_query_groups=0), ["num_query_groups"]),
-    (dict(family="llama"), ["family", "nemotron_h", "mamba2"]),
+    (dict(family="gpt2"), ["family", "nemotron_h", "mamba2", "llama"]),
 ], ids=["heads%groups", "kv-heads", "empty-pattern", "unknown-symbol", "hidden0", "vocab<0", "ffn0",
         "mamba-head-dim0", "mamba-groups0", "attn-head-dim<0", "kv0", "family"])
 def test_validate_names_the_field(tiny_arch, changes, fields):

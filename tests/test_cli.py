@@ -105,11 +105,13 @@ def test_stage_registry_targets_are_well_formed():
 
 @pytest.mark.parametrize("name", list(cli.STAGES))
 def test_every_stage_is_found_by_its_name(name):
-    """Each stage is ``nemo_minitron.stages.<name>:<function>``: one module per stage, named as it."""
+    """Each stage is ``nemo_minitron.stages.<name>:<function>``: one module per stage, named as it (with
+    PEP 8's trailing underscore for a Python keyword: ``import`` -> ``stages/import_.py``)."""
     import importlib
+    import keyword
 
     module, _, attr = cli.STAGES[name].target.partition(":")
-    assert module == f"nemo_minitron.stages.{name}", cli.STAGES[name].target
+    assert module == f"nemo_minitron.stages.{name}{'_' * keyword.iskeyword(name)}", cli.STAGES[name].target
     assert callable(getattr(importlib.import_module(module), attr))
 
 

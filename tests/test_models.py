@@ -8,7 +8,8 @@ import re
 import pytest
 import torch
 
-from conftest import TINY_ARCH, TINY_MAMBA2_ARCH, logits, make_model
+from conftest import (TINY_ARCH, TINY_DECODER_ARCHS, TINY_MAMBA2_ARCH, assert_every_parameter_has_a_trim_rule, logits,
+                      make_model)
 from nemo_minitron.arch import ATTENTION, MAMBA, MLP, ArchError
 from nemo_minitron.atomic import atomic_directory
 from nemo_minitron.models import (adapter_for, build_model, family_for_model_type, family_named,
@@ -276,12 +277,12 @@ def test_adapter_config_for_keeps_base_fields(tiny_model, tiny_arch):
 
 def test_unsupported_model_type_names_families():
     with pytest.raises(ArchError) as err:
-        family_for_model_type("llama")
-    assert "nemotron_h" in str(err.value) and "mamba2" in str(err.value)
+        family_for_model_type("gpt2")
+    assert "nemotron_h" in str(err.value) and "mamba2" in str(err.value) and "gemma3" in str(err.value)
 
 
 def test_registry_lists_each_family_once():
-    assert [f.name for f in registry.FAMILIES] == FAMILIES
+    assert [f.name for f in registry.FAMILIES] == FAMILIES + list(TINY_DECODER_ARCHS)
     for family in registry.FAMILIES:
         assert family_named(family.name) is family is family_for_model_type(family.model_type)
 
@@ -290,12 +291,7 @@ def test_every_parameter_has_a_trim_rule(family_model):
     """The family's trim rules cover every state-dict entry, and nothing else matches."""
     arch, model = family_model
     family = adapter_for(model).family
-    for key, tensor in model.state_dict().items():
-        rule = family.trim_rule(key, arch.pattern)
-        assert rule is not None, key
-        assert len(rule.axes) <= tensor.ndim, key
-        if rule.block is not None:
-            assert family.param_key(rule.block, rule.suffix) == key
+    assert_every_parameter_has_a_trim_rule(model, arch.pattern)
     assert family.trim_rule("lm_head.bias", arch.pattern) is None
     assert family.trim_rule(family.param_key(0, "mixer.new_weight"), arch.pattern) is None
     assert family.trim_rule(family.param_key(len(arch.pattern), "norm.weight"), arch.pattern) is None
@@ -443,11 +439,11 @@ def test_load_model_folder_without_config_names_the_file(tmp_path):
 
 
 def test_load_model_unsupported_family_names_supported_ones(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 16}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 16}))
     with pytest.raises(ArchError) as err:
         load_model(tmp_path)
     msg = str(err.value)
-    assert "llama" in msg and "nemotron_h" in msg and "mamba2" in msg
+    assert "gpt2" in msg and "nemotron_h" in msg and "mamba2" in msg
     assert isinstance(err.value, ValueError)
 
 

@@ -44,7 +44,27 @@ def test_bad_pipeline_arguments_are_named(tmp_path: Path) -> None:
         pipeline(recipe="nemotron_h_8b_to_4b", output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="only="):
         pipeline(output_dir=str(tmp_path), teacher_dir=str(tmp_path / "t"), only=["bogus"])
-    assert set(PIPELINES) == {"tiny", "nemotron_h_8b_to_4b", "mamba2_1.3b_to_780m"}
+    assert set(PIPELINES) == {"tiny", "smollm2", "nemotron_h_8b_to_4b", "mamba2_1.3b_to_780m"}
+
+
+def test_smollm2_recipe_starts_from_the_real_weights_and_prunes_every_axis(tmp_path: Path) -> None:
+    from nemo_minitron.stages.pipeline import step_builder
+    from recipes.smollm2 import SMOLLM2_PRUNING
+
+    steps = step_builder("smollm2")(tmp_path, scale=0.01)
+    assert [s.name for s in steps] == ["import", "prune", "distill", "sft_kd_1", "sft_kd_2", "rpo_1", "rpo_2",
+                                       "long_context", "eval"]
+    assert steps[0].kwargs["source"] == "smollm2-135m"
+    source = preset("smollm2-135m")
+    SMOLLM2_PRUNING.check(source)
+    target = SMOLLM2_PRUNING.target_widths(source).replace(pattern=source.pattern[:2 * 24])
+    assert (target.hidden_size, target.ffn_hidden_size, target.num_attention_heads, target.num_layers) == (
+        480, 1024, 6, 24)
+    # SmolLM2-Instruct is its own SFT-KD teacher and the evaluation's baseline.
+    by_name = {s.name: s for s in steps}
+    assert by_name["sft_kd_1"].kwargs["teacher_path"] == by_name["eval"].kwargs["baseline_path"] == str(
+        tmp_path / "00_smollm2")
+    assert by_name["eval"].output == tmp_path / "08_eval" / "eval_report.json"
 
 
 def test_slurm_dry_run_prints_the_sbatch_script(tmp_path: Path) -> None:

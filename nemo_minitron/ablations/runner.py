@@ -202,7 +202,7 @@ def prepare_students(teacher: torch.nn.Module, tokenizer: Any, scores: Importanc
         arch = plan.target
         info[variant.name] = {
             "name": variant.name, "description": variant.description, "random_init": variant.random_init,
-            "arch": arch.describe(), "arch_fields": asdict(arch), "params": arch.num_params(),
+            "arch": arch.describe(), "arch_fields": arch.to_dict(), "params": arch.num_params(),
             "block_params": block_params(arch), "block_fraction": block_params(arch) / block_params(source),
             "kept_layers": plan.kept_layers, "zero_shot_loss": validation_loss(model, val),
             "pruning_config": {k: v for k, v in variant.config.__dict__.items() if v is not None},

@@ -3,6 +3,7 @@ a model (layers, probes for importance, backbone and head, config for a new shap
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -44,6 +45,20 @@ class ModelAdapter:
     def layers(self) -> list[LayerRef]:
         return self.family.layers(self.model, self.arch.pattern)
 
+    def layer_modules(self) -> list[nn.Module]:
+        """Per layer of ``arch.layers``, the module whose output skipping removes that layer (the blocks of
+        one layer share it: a transformer's decoder layer holds its attention and its MLP block)."""
+        blocks, modules = self.layers(), []
+        for unit in self.arch.layers:
+            module = blocks[unit[0]].block
+            if any(blocks[b].block is not module for b in unit):
+                raise ValueError(f"blocks {unit} form one layer but are not one module")
+            modules.append(module)
+        return modules
+
+    def has_probe(self, layer: LayerRef, role: str) -> bool:
+        return self.family.has_probe(layer, role)
+
     def probe(self, layer: LayerRef, role: str) -> nn.Module:
         """The sub-module of ``layer`` playing ``role`` (``family.IN_PROJ``, ``FFN_IN``, ...)."""
         return self.family.probe(layer, role)
@@ -52,9 +67,10 @@ class ModelAdapter:
         return self.family.ssm_mixers(self.model, self.arch.pattern)
 
     # --------------------------------------------------------------- config
-    def config_for(self, arch: HybridArch) -> Any:
-        """An HF config of this family for ``arch``, keeping every other field of the current config."""
-        return self.family.hf_config(arch, base=self.model.config)
+    def config_for(self, arch: HybridArch, kept_layers: Sequence[int] | None = None) -> Any:
+        """An HF config of this family for ``arch``, keeping every other field of the current config
+        (per-layer fields: the entries of ``kept_layers``, see ``ModelFamily.hf_config``)."""
+        return self.family.hf_config(arch, base=self.model.config, kept_layers=kept_layers)
 
 
 def adapter_for(model: nn.Module) -> ModelAdapter:

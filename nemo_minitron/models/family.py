@@ -7,7 +7,8 @@ Pruning, importance and training code only ever ask a family; none of them spell
 parameter name. Adding a family is one file plus one line in ``registry.py``.
 
 Trim rules name, per tensor dimension, the axis it is indexed by (``None``: kept whole):
-``hidden`` (model width), ``ffn`` (MLP neurons), ``q`` (attention query rows, head-major),
+``hidden`` (model width), ``ffn`` (MLP neurons; gate and up rows, down columns), ``q`` (attention
+query rows, head-major; key/value heads are kept whole),
 ``heads`` / ``inner`` / ``conv`` / ``in_proj`` (Mamba heads, head channels and the fused rows of
 :mod:`.mamba_layout`). ``prune.trim`` turns a plan's kept indices into those index tensors.
 """
@@ -16,13 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
-from ..arch import MAMBA, ArchError, HybridArch
+from ..arch import LAYOUT_FLAGS, MAMBA, ArchError, HybridArch
 
 #: Axis of each dimension of one tensor (``None``: keep that dimension whole).
 Axes = tuple[str | None, ...]
@@ -31,6 +35,7 @@ Axes = tuple[str | None, ...]
 IN_PROJ = "in_proj"  #: Mamba: its output holds the fused z | x | B | C | dt rows
 OUT_PROJ = "out_proj"  #: Mamba: its input is the SSM output (heads x head channels)
 FFN_IN = "ffn_in"  #: MLP: its output is one activation per FFN neuron (paper eq. 26)
+FFN_ACT = "ffn_act"  #: gated MLP: its input is one activation per FFN neuron, act(gate) * up
 HEADS_OUT = "heads_out"  #: attention: its input is the concatenated per-head outputs
 
 
@@ -38,9 +43,9 @@ HEADS_OUT = "heads_out"  #: attention: its input is the concatenated per-head ou
 class LayerRef:
     """One residual block of the layer pattern: ``x + mixer(norm(x))``."""
 
-    index: int
+    index: int  #: position in the layer pattern
     kind: str  #: MAMBA, ATTENTION or MLP
-    block: nn.Module  #: the residual unit (skipping it removes the layer)
+    block: nn.Module  #: the module whose output skipping removes the layer (a decoder layer for both its blocks)
     norm: nn.Module  #: its pre-norm: the output is the mixer's input
     mixer: nn.Module
 
@@ -91,6 +96,13 @@ class ModelFamily:
     config_names: ClassVar[dict[str, str]]
     #: Fields of a base config that contradict :meth:`config_fields` and must be dropped.
     stale_config_fields: ClassVar[tuple[str, ...]] = ()
+    #: Config fields holding one entry per layer (e.g. ``layer_types``): depth pruning keeps the kept layers' entries.
+    per_layer_config_fields: ClassVar[tuple[str, ...]] = ()
+    #: Pattern blocks per layer (``HybridArch.layers``): a transformer decoder layer is an attention and an MLP block.
+    blocks_per_layer: ClassVar[int] = 1
+    #: Layout flags (``arch.LAYOUT_FLAGS``) this family's HF code always sets; flags neither fixed here nor read
+    #: through :attr:`config_names` keep HybridArch's default.
+    fixed_flags: ClassVar[dict[str, bool]] = {}
 
     # ------------------------------------------------------------------ HF config <-> shape
     def config_class(self) -> type:
@@ -120,9 +132,31 @@ class ModelFamily:
     def check_arch(self, arch: HybridArch) -> None:
         """Raise :class:`ArchError` for a shape this family's HF model cannot have."""
 
-    def hf_config(self, arch: HybridArch, base: Any | None = None) -> Any:
+    def check_layout_flags(self, arch: HybridArch) -> None:
+        """Raise :class:`ArchError` for optional tensors (biases, norms, gates) this family cannot express, so
+        ``num_params`` never counts a layout the HF model does not have."""
+        defaults = {f.name: f.default for f in dataclasses.fields(HybridArch) if f.name in LAYOUT_FLAGS}
+        for flag in LAYOUT_FLAGS:
+            expected = self.fixed_flags.get(flag, defaults[flag])
+            if flag not in self.config_names and getattr(arch, flag) != expected:
+                raise ArchError(f"{flag}={getattr(arch, flag)}: {self.name} models always have {flag}={expected}")
+        shared: dict[str, set[bool]] = defaultdict(set)
+        for field, name in self.config_names.items():
+            if field in LAYOUT_FLAGS:
+                shared[name].add(getattr(arch, field))
+        for name, values in shared.items():
+            if len(values) > 1:
+                fields = [f for f, n in self.config_names.items() if n == name]
+                raise ArchError(f"{' and '.join(fields)} are one setting ({name}) in {self.name} models: set them equal")
+
+    def hf_config(self, arch: HybridArch, base: Any | None = None, kept_layers: Sequence[int] | None = None) -> Any:
         """A transformers config for ``arch``. Fields it does not determine (norm eps, token ids,
-        rope/dt settings, ...) are copied from ``base`` when given, so a pruned model keeps them."""
+        rope/dt settings, ...) are copied from ``base`` when given, so a pruned model keeps them.
+
+        ``kept_layers`` (indices of ``base``'s layers, when ``arch`` was cut from it by depth pruning) picks
+        the surviving entries of per-layer fields such as ``layer_types``; without it, per-layer fields of
+        another length are dropped so the config class derives them again.
+        """
         arch.validate()
         config_cls = self.config_class()
         fields = {**self.config_fields(arch), **self.plain_runtime_fields(arch)}
@@ -133,6 +167,12 @@ class ModelFamily:
         merged = base.to_dict()
         for stale in self.stale_config_fields:
             merged.pop(stale, None)
+        for name in self.per_layer_config_fields:
+            values = merged.get(name)
+            if isinstance(values, list) and kept_layers is not None:
+                merged[name] = [values[i] for i in kept_layers]
+            elif isinstance(values, list) and len(values) != arch.num_layers:
+                merged.pop(name)
         merged.update(fields)
         return config_cls(**merged)
 
@@ -165,6 +205,9 @@ class ModelFamily:
         return [LayerRef(i, kind, block, getattr(block, self.block_norm_attr), getattr(block, self.block_mixer_attr))
                 for i, (kind, block) in enumerate(zip(pattern, blocks))]
 
+    def has_probe(self, layer: LayerRef, role: str) -> bool:
+        return role in self.probes.get(layer.kind, {})
+
     def probe(self, layer: LayerRef, role: str) -> nn.Module:
         """The sub-module of ``layer`` playing ``role`` (a TypeError when its kind has no such role)."""
         attr = self.probes.get(layer.kind, {}).get(role)
@@ -187,15 +230,22 @@ class ModelFamily:
         if match is None:
             axes = self.model_rules.get(key)
             return None if axes is None else TrimRule(axes)
-        block, suffix = int(match.group(1)), match.group(2)
-        if block >= len(pattern):
+        return self.layer_rule(int(match.group(1)), match.group(2), pattern)
+
+    def layer_rule(self, layer: int, suffix: str, pattern: str) -> TrimRule | None:
+        """The rule of key ``suffix`` below layer module ``layer`` (here one module per pattern block)."""
+        if layer >= len(pattern):
             return None
-        axes = self.block_rules.get(pattern[block], {}).get(suffix)
-        return None if axes is None else TrimRule(axes, block, suffix)
+        axes = self.block_rules.get(pattern[layer], {}).get(suffix)
+        return None if axes is None else TrimRule(axes, layer, suffix)
 
     def param_key(self, block: int, suffix: str) -> str:
         """The state-dict key of ``suffix`` in the block at pattern position ``block``."""
         return f"{self.backbone_attr}.{self.layers_attr}.{block}.{suffix}"
+
+    def adjust_pruned_state(self, state: dict[str, torch.Tensor], source: HybridArch, target: HybridArch) -> None:
+        """Fix up a trimmed state dict in place where the family's forward depends on a pruned width itself
+        (e.g. an embedding scale of sqrt(hidden_size)). Most families compute nothing from widths."""
 
     # ------------------------------------------------------------------ run-time quirks
     def plain_runtime_fields(self, arch: HybridArch) -> dict[str, Any]:

@@ -72,12 +72,13 @@ def load_config(path: str | os.PathLike) -> Any:
     return AutoConfig.from_pretrained(str(path), local_files_only=True, **_config_fixes(path))
 
 
-def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None, device: str | None = None,
+def load_model(path: str | os.PathLike, dtype: torch.dtype | str | None = None, device: str | None = None,
                any_family: bool = False) -> nn.Module:
-    """Load a hybrid ``*ForCausalLM`` from a local folder (never from a hub), in ``dtype`` (fp32 by default).
+    """Load a ``*ForCausalLM`` of a supported family from a local folder (never from a hub), in ``dtype`` (fp32 by default).
 
-    ``any_family=True`` accepts any ``AutoModelForCausalLM`` checkpoint (evaluation needs no
-    family knowledge); otherwise the family must be one pruning supports.
+    ``dtype`` defaults to float32; ``"auto"`` keeps the checkpoint's own. ``any_family=True`` accepts any
+    ``AutoModelForCausalLM`` checkpoint (evaluation needs no family knowledge); otherwise the family must
+    be one pruning supports.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -130,6 +131,25 @@ def build_model(arch: HybridArch, base_config: Any | None = None, seed: int | No
     config = family_named(arch.family).hf_config(arch, base=base_config)
     with torch.device(device or "cpu"):
         return AutoModelForCausalLM.from_config(config)
+
+
+def model_from_state_dict(config: Any, state: dict[str, torch.Tensor],
+                          device: str | torch.device = "cpu") -> nn.Module:
+    """An ordinary HF model of ``config`` holding the tensors of ``state`` (taken over, not copied).
+
+    Parameters are allocated uninitialised, then replaced. The model is built on the real device (not
+    "meta") so the non-persistent buffers its forward needs (rotary frequencies, embedding scales) exist.
+    """
+    from transformers import AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights(), torch.device(device):
+        model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(state, strict=True, assign=True)
+    if getattr(config, "tie_word_embeddings", False):
+        # load_state_dict(assign=True) installs two separate tensors; share them again.
+        model.get_output_embeddings().weight = model.get_input_embeddings().weight
+    return model
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, tokenizer: Any | None = None,

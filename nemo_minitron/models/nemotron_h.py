@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..arch import ATTENTION, MAMBA, MLP, ArchError, HybridArch
+from .attention_layout import ATTENTION_RULES
 from .family import FFN_IN, HEADS_OUT, ModelFamily, prefixed
 from .mamba_layout import MIXER_PROBES, MIXER_RULES
 
@@ -36,13 +37,7 @@ class NemotronH(ModelFamily):
     probes = {MAMBA: MIXER_PROBES, MLP: {FFN_IN: "up_proj"}, ATTENTION: {HEADS_OUT: "o_proj"}}
     block_rules = {
         MAMBA: {"norm.weight": ("hidden",), **prefixed("mixer.", MIXER_RULES)},
-        ATTENTION: {
-            "norm.weight": ("hidden",),
-            "mixer.q_proj.weight": ("q", "hidden"),
-            "mixer.k_proj.weight": (None, "hidden"),  # KV heads are kept whole
-            "mixer.v_proj.weight": (None, "hidden"),
-            "mixer.o_proj.weight": ("hidden", "q"),
-        },
+        ATTENTION: {"norm.weight": ("hidden",), **prefixed("mixer.", ATTENTION_RULES)},
         MLP: {
             "norm.weight": ("hidden",),
             "mixer.up_proj.weight": ("ffn", "hidden"),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ..arch import ArchError
-from . import mamba2, nemotron_h
+from . import gemma3, llama, mamba2, mistral, nemotron_h, qwen2, qwen3
 from .family import ModelFamily
 
 #: Every supported family. Adding one is a file in this package plus one entry here.
-FAMILIES: tuple[ModelFamily, ...] = (nemotron_h.FAMILY, mamba2.FAMILY)
+FAMILIES: tuple[ModelFamily, ...] = (nemotron_h.FAMILY, mamba2.FAMILY, llama.FAMILY, qwen2.FAMILY, qwen3.FAMILY,
+                                     mistral.FAMILY, gemma3.FAMILY)
 
 
 def family_names() -> tuple[str, ...]:

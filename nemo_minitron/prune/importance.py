@@ -3,7 +3,8 @@
 One calibration sweep records every score any pruning decision may need: Mamba scores from
 the W_x output, W_z output and out_proj input plus FLAP (all four, so the metric can be changed
 later for free), FFN neurons, attention heads, embedding channels, and layer importance (KL
-divergence when a layer is skipped, and 1 - cos(input, output)). Scores are saved to one
+divergence when a layer is skipped, and 1 - cos(input, output); a layer is ``HybridArch.layers``: one
+block of a hybrid, a whole decoder layer of a plain transformer). Scores are saved to one
 safetensors file and re-pruning to another target needs no new forward passes.
 
 Aggregation follows Minitron: |activation| averaged over the sequence, then the L2 norm over
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_file
 from ..arch import ATTENTION, MAMBA, MLP, HybridArch
 from ..models import adapter_for
-from ..models.family import FFN_IN, HEADS_OUT, IN_PROJ, OUT_PROJ
+from ..models.family import FFN_ACT, FFN_IN, HEADS_OUT, IN_PROJ, OUT_PROJ
 from ..models.mamba_layout import split_in_proj
 
 SCORES_FILE = "importance.safetensors"
@@ -43,7 +44,7 @@ class ImportanceScores:
     ffn: dict[int, torch.Tensor] = field(default_factory=dict)
     attention: dict[int, torch.Tensor] = field(default_factory=dict)
     hidden: torch.Tensor = field(default_factory=lambda: torch.empty(0))
-    #: metric ("kl", "cosine") -> [num_layers]; higher = more important
+    #: metric ("kl", "cosine") -> [num_layers] (``arch.layers``); higher = more important
     layers: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -66,7 +67,7 @@ class ImportanceScores:
         tensors.update({f"ffn.{i}": t for i, t in self.ffn.items()})
         tensors.update({f"attention.{i}": t for i, t in self.attention.items()})
         tensors.update({f"layers.{m}": t for m, t in self.layers.items()})
-        meta = {"arch": json.dumps(self.arch.__dict__), "meta": json.dumps(self.meta)}
+        meta = {"arch": json.dumps(self.arch.to_dict()), "meta": json.dumps(self.meta)}
         path = Path(path)
         with atomic_file(path) as tmp:
             save_file({k: v.contiguous().float().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
@@ -161,9 +162,10 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
     shape = adapter.mamba_shape
     device = next(model.parameters()).device
     layers = adapter.layers()
+    depth_units = adapter.layer_modules()
     act: dict[str, _L2OfSequenceMeans] = defaultdict(_L2OfSequenceMeans)
     flap: dict[int, _Moments] = defaultdict(_Moments)
-    cosine_sum = torch.zeros(len(layers), dtype=torch.float64)
+    cosine_sum = torch.zeros(len(depth_units), dtype=torch.float64)
     handles: list[torch.utils.hooks.RemovableHandle] = []
     recording = {"on": True}  # off during the layer-skipping KL passes: they are not calibration
 
@@ -190,20 +192,23 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
 
             hook(adapter.probe(layer, IN_PROJ), on_in_proj)
             hook(adapter.probe(layer, OUT_PROJ), on_out_proj, pre=True)
+        elif layer.kind == MLP and adapter.has_probe(layer, FFN_ACT):
+            hook(adapter.probe(layer, FFN_ACT), lambda m, a, i=i: act[f"ffn.{i}"].add(a[0]), pre=True)
         elif layer.kind == MLP:
             hook(adapter.probe(layer, FFN_IN), lambda m, a, out, i=i: act[f"ffn.{i}"].add(out))
         elif layer.kind == ATTENTION:
             hook(adapter.probe(layer, HEADS_OUT), lambda m, a, i=i: act[f"attention.{i}"].add(a[0]), pre=True)
-        if "cosine" in layer_metrics:
-            def on_block(m: nn.Module, args: tuple, kwargs: dict, out: Any, i: int = i) -> None:
+    if "cosine" in layer_metrics:
+        for u, module in enumerate(depth_units):
+            def on_block(m: nn.Module, args: tuple, kwargs: dict, out: Any, u: int = u) -> None:
                 x, y = _block_input(args, kwargs).float(), _output_tensor(out).float()
-                cosine_sum[i] += (1 - F.cosine_similarity(x, y, dim=-1)).mean(dim=-1).sum().item()
-            hook(layer.block, on_block, with_kwargs=True)
+                cosine_sum[u] += (1 - F.cosine_similarity(x, y, dim=-1)).mean(dim=-1).sum().item()
+            hook(module, on_block, with_kwargs=True)
     hook(adapter.final_norm, lambda m, a, out: act["hidden.final"].add(out))
 
     was_training = model.training
     model.eval()
-    kl_sum = torch.zeros(len(layers), dtype=torch.float64)
+    kl_sum = torch.zeros(len(depth_units), dtype=torch.float64)
     kl_samples = 0
     want_kl = "kl" in layer_metrics
     batches = list(iter_batches(calibration, batch_size))
@@ -214,7 +219,7 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
             if want_kl and (kl_max_samples is None or kl_samples < kl_max_samples):
                 take = batch.shape[0] if kl_max_samples is None else min(batch.shape[0], kl_max_samples - kl_samples)
                 recording["on"] = False
-                kl_sum += _skip_layer_kl(model, layers, batch[:take], logits[:take])
+                kl_sum += _skip_layer_kl(model, depth_units, batch[:take], logits[:take])
                 recording["on"] = True
                 kl_samples += take
     finally:
@@ -247,20 +252,21 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
     return scores
 
 
-def _skip_layer_kl(model: nn.Module, layers: list, batch: torch.Tensor, full_logits: torch.Tensor) -> torch.Tensor:
+def _skip_layer_kl(model: nn.Module, modules: list[nn.Module], batch: torch.Tensor,
+                   full_logits: torch.Tensor) -> torch.Tensor:
     """Per layer: sum over samples of the token-mean KL(full || model without that layer)."""
     log_p = F.log_softmax(full_logits.float(), dim=-1)
     p = log_p.exp()  # once, not per layer
-    out = torch.zeros(len(layers), dtype=torch.float64)
-    for layer in layers:
-        handle = layer.block.register_forward_hook(
+    out = torch.zeros(len(modules), dtype=torch.float64)
+    for u, module in enumerate(modules):
+        handle = module.register_forward_hook(
             lambda m, args, kwargs, o: _skip_output(args, kwargs, o), with_kwargs=True)
         try:
             log_q = F.log_softmax(model(input_ids=batch, use_cache=False).logits.float(), dim=-1)
         finally:
             handle.remove()
         kl = log_q.neg_().add_(log_p).mul_(p).sum(-1)  # KL(p || q) per token, in place on log_q
-        out[layer.index] = kl.mean(dim=-1).sum().item()
+        out[u] = kl.mean(dim=-1).sum().item()
     return out
 
 

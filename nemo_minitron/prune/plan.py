@@ -8,7 +8,6 @@ but never across groups, which is what keeps the SSM computation intact (paper e
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ class PlanError(ValueError):
 class PruningPlan:
     source: HybridArch
     target: HybridArch
+    #: kept pattern positions (blocks); whole layers only (a decoder layer's two blocks go together)
     kept_layers: list[int]
     hidden: list[int]
     #: source layer index -> kept indices, for the layers of that kind that survive
@@ -40,7 +40,7 @@ class PruningPlan:
     def keep_all(cls, arch: HybridArch) -> PruningPlan:
         """The identity plan: applying it must not change the model's outputs at all."""
         full = range
-        layers = list(full(arch.num_layers))
+        layers = list(full(len(arch.pattern)))
         return cls(
             source=arch, target=arch, kept_layers=layers, hidden=list(full(arch.hidden_size)),
             mamba_heads={i: list(full(arch.mamba_num_heads)) for i in layers if arch.pattern[i] == MAMBA},
@@ -55,7 +55,11 @@ class PruningPlan:
         src, tgt = self.source.validate(), self.target.validate()
         if src.family != tgt.family or src.vocab_size != tgt.vocab_size:
             raise PlanError("target must keep the source's family and vocab_size")
-        _check_indices("kept_layers", self.kept_layers, src.num_layers, tgt.num_layers, ascending=True)
+        _check_indices("kept_layers", self.kept_layers, len(src.pattern), len(tgt.pattern), ascending=True)
+        kept = set(self.kept_layers)
+        split = [unit for unit in src.layers if 0 < len(kept.intersection(unit)) < len(unit)]
+        if split:
+            raise PlanError(f"kept_layers must keep or drop each layer whole; blocks {split} are split")
         pattern = "".join(src.pattern[i] for i in self.kept_layers)
         if pattern != tgt.pattern:
             raise PlanError(f"kept_layers give pattern {pattern!r} but target.pattern is {tgt.pattern!r}")
@@ -84,6 +88,12 @@ class PruningPlan:
                 raise PlanError(f"{name} cannot be pruned: target has {getattr(tgt, name)}, source {getattr(src, name)}")
         return self
 
+    @property
+    def kept_source_layers(self) -> list[int]:
+        """Indices of the source's layers (``HybridArch.layers``) that survive."""
+        kept = set(self.kept_layers)
+        return [i for i, unit in enumerate(self.source.layers) if unit[0] in kept]
+
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         def table(t: dict[int, list[int]]) -> dict[str, list[int]]:
@@ -91,8 +101,8 @@ class PruningPlan:
 
         return {
             "format": "nemo-minitron/pruning-plan/v1",
-            "source": dataclasses.asdict(self.source),
-            "target": dataclasses.asdict(self.target),
+            "source": self.source.to_dict(),
+            "target": self.target.to_dict(),
             "kept_layers": list(map(int, self.kept_layers)),
             "hidden": list(map(int, self.hidden)),
             **{axis: table(getattr(self, axis)) for axis in _ALL_AXES},

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..arch import ATTENTION, MAMBA, MLP
+from ..arch import ATTENTION, DECODER_LAYER, MAMBA, MLP
 from .importance import ImportanceScores
 
-_STYLE = {MAMBA: ("tab:red", "Mamba2"), MLP: ("tab:blue", "FFN"), ATTENTION: ("tab:green", "self-attention")}
+_STYLE = {MAMBA: ("tab:red", "Mamba2"), MLP: ("tab:blue", "FFN"), ATTENTION: ("tab:green", "self-attention"),
+          DECODER_LAYER: ("tab:purple", "decoder layer")}
 
 
 def plot_layer_importance(scores: ImportanceScores, path: str | os.PathLike) -> Path:
@@ -27,7 +28,8 @@ def plot_layer_importance(scores: ImportanceScores, path: str | os.PathLike) -> 
         values = scores.layers[metric].tolist()
         ax.plot(range(len(values)), values, color="0.3", linewidth=1)
         seen: set[str] = set()
-        for i, (kind, v) in enumerate(zip(scores.arch.pattern, values)):
+        for i, (unit, v) in enumerate(zip(scores.arch.layers, values)):
+            kind = scores.arch.pattern[unit[0]] if len(unit) == 1 else DECODER_LAYER
             color, name = _STYLE[kind]
             ax.axvline(i, color=color, linestyle=":", linewidth=0.8)
             ax.scatter([i], [v], color=color, zorder=3, label=None if kind in seen else name)

@@ -51,14 +51,16 @@ def rank_grouped_heads(scores: torch.Tensor, num_groups: int, keep: int) -> list
 
 
 def choose_layers(scores: ImportanceScores, source: HybridArch, config: PruningConfig) -> list[int]:
-    """Source layer indices to keep (ascending)."""
+    """Source pattern positions to keep (ascending): the blocks of every kept layer (``source.layers``)."""
     n = source.num_layers
     if config.drop_layers:
         dropped = {d - 1 for d in config.drop_layers}
-        return [i for i in range(n) if i not in dropped]
-    if config.target_num_layers is not None:
-        return top_k_sorted(scores.layer_scores(config.layer_metric), config.target_num_layers)
-    return list(range(n))
+        kept = [i for i in range(n) if i not in dropped]
+    elif config.target_num_layers is not None:
+        kept = top_k_sorted(scores.layer_scores(config.layer_metric), config.target_num_layers)
+    else:
+        kept = list(range(n))
+    return [block for i in kept for block in source.layers[i]]
 
 
 def _kept_layers_and_target(scores: ImportanceScores, source: HybridArch,

@@ -1,7 +1,7 @@
 """Architecture search under a parameter budget (paper section 3.5).
 
-1. Enumerate shapes over depth, hidden size, FFN size, Mamba heads and Mamba head dim whose
-   exact parameter count (HybridArch) lies in [target*(1-tolerance), target].
+1. Enumerate shapes over depth, hidden size, FFN size, Mamba heads and Mamba head dim (and attention
+   heads, when asked) whose exact parameter count (HybridArch) lies in [target*(1-tolerance), target].
 2. Prune each from the same saved importance scores (no new forward passes) and measure its
    zero-shot validation loss.
 3. Distill the top K for a short budget of steps, measure throughput, and pick the lowest
@@ -18,7 +18,7 @@ import csv
 import itertools
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
-from ..arch import MAMBA, MLP, HybridArch
+from ..arch import ATTENTION, MAMBA, MLP, HybridArch
 from ..models import load_config, load_model, load_tokenizer, save_checkpoint
 from .config import PruningConfig
 from .importance import SCORES_FILE, ImportanceScores, estimate_importance
@@ -44,16 +44,25 @@ LossFn = Callable[[nn.Module, torch.Tensor], float]
 
 @dataclass(frozen=True)
 class Candidate:
+    """One shape of the search space; 0 for an axis the source lacks (or, for heads, does not search)."""
+
     num_layers: int
     hidden_size: int
     ffn_hidden_size: int
     mamba_num_heads: int
     mamba_head_dim: int
+    num_attention_heads: int = 0  #: 0: keep the source's attention heads
 
     @property
     def name(self) -> str:
-        return (f"L{self.num_layers}-h{self.hidden_size}-f{self.ffn_hidden_size}"
-                f"-mh{self.mamba_num_heads}-md{self.mamba_head_dim}")
+        name = f"L{self.num_layers}-h{self.hidden_size}-f{self.ffn_hidden_size}"
+        if self.mamba_num_heads or self.mamba_head_dim:
+            name += f"-mh{self.mamba_num_heads}-md{self.mamba_head_dim}"
+        return name + (f"-ah{self.num_attention_heads}" if self.num_attention_heads else "")
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Candidate:
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
     def pruning_config(self, source: HybridArch, mamba_metric: str = "x", layer_metric: str = "kl") -> PruningConfig:
         def target(value: int, current: int) -> Optional[int]:
@@ -65,19 +74,27 @@ class Candidate:
             target_mamba_num_heads=target(self.mamba_num_heads, source.mamba_num_heads) if MAMBA in source.pattern else None,
             target_mamba_head_dim=target(self.mamba_head_dim, source.mamba_head_dim) if MAMBA in source.pattern else None,
             target_num_layers=target(self.num_layers, source.num_layers),
+            target_num_attention_heads=target(self.num_attention_heads, source.num_attention_heads)
+            if ATTENTION in source.pattern and self.num_attention_heads else None,
             mamba_metric=mamba_metric, layer_metric=layer_metric,
         )
 
 
 @dataclass
 class SearchSpace:
-    """Values to try per axis; None = derive from the source with ``DEFAULT_FRACTIONS``."""
+    """Values to try per axis; None = derive from the source with ``DEFAULT_FRACTIONS``.
+
+    ``num_layers`` counts layers (decoder layers of a plain transformer). Attention heads are searched only
+    when ``num_attention_heads`` lists values (multiples of the KV groups): Minitron kept them, since head
+    pruning hurt Llama 3.1 and Mistral NeMo more than width and depth did.
+    """
 
     num_layers: Optional[list[int]] = None
     hidden_size: Optional[list[int]] = None
     ffn_hidden_size: Optional[list[int]] = None
     mamba_num_heads: Optional[list[int]] = None
     mamba_head_dim: Optional[list[int]] = None
+    num_attention_heads: Optional[list[int]] = None
     fractions: list[float] = field(default_factory=lambda: list(DEFAULT_FRACTIONS))
 
     def axis_values(self, source: HybridArch) -> dict[str, list[int]]:
@@ -94,6 +111,7 @@ class SearchSpace:
             "mamba_num_heads": (self.mamba_num_heads or derive(source.mamba_num_heads, source.mamba_num_groups))
             if has[MAMBA] else [0],
             "mamba_head_dim": (self.mamba_head_dim or derive(source.mamba_head_dim, 8)) if has[MAMBA] else [0],
+            "num_attention_heads": (self.num_attention_heads or [0]) if ATTENTION in source.pattern else [0],
         }
 
 
@@ -195,8 +213,7 @@ def search_architecture(model_path: str, output_dir: str, target_params: int, di
     for record in tqdm(rows[:top_k], desc="search: short distillation", unit="cand"):
         if "distilled_loss" in record:
             continue
-        cand = Candidate(*(record[k] for k in ("num_layers", "hidden_size", "ffn_hidden_size", "mamba_num_heads",
-                                               "mamba_head_dim")))
+        cand = Candidate.from_record(record)
         pruned_dir, distilled_dir = cand_dir / cand.name / "pruned", cand_dir / cand.name / "distilled"
         pruned = apply_plan(model, make_plan(scores, cand.pruning_config(source)))
         save_checkpoint(pruned, pruned_dir, tokenizer=tokenizer)
@@ -226,7 +243,7 @@ def pick_best(distilled: list[dict[str, Any]], tie_tolerance: float) -> dict[str
 
 
 _COLUMNS = ("name", "params", "num_layers", "hidden_size", "ffn_hidden_size", "mamba_num_heads", "mamba_head_dim",
-            "zero_shot_loss", "distilled_loss", "throughput_tok_s")
+            "num_attention_heads", "zero_shot_loss", "distilled_loss", "throughput_tok_s")
 
 
 def write_tables(rows: list[dict[str, Any]], out: Path, best: str) -> None:

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..arch import ATTENTION, MAMBA
 from ..models import adapter_for
+from ..models.io import model_from_state_dict
 from ..models.attention_layout import attention_axes
 from ..models.family import Axes
 from ..models.mamba_layout import MambaShape, mamba_axes
@@ -59,6 +60,7 @@ def pruned_state_dict(model: nn.Module, plan: PruningPlan) -> dict[str, torch.Te
         if rule.block not in axes_cache:
             axes_cache[rule.block] = {**hidden, **_block_axes(plan, rule.block)}
         out[family.param_key(new_index[rule.block], rule.suffix)] = _take(tensor, rule.axes, axes_cache[rule.block])
+    family.adjust_pruned_state(out, plan.source, plan.target)
     return out
 
 
@@ -68,23 +70,16 @@ def apply_plan(model: nn.Module, plan: PruningPlan, validate: bool = True) -> nn
     ``validate=False`` skips the group checks; it exists only so tests can show that a plan
     violating them really does change the model.
     """
-    from transformers import AutoModelForCausalLM
-
     if validate:
         plan.validate()
     adapter = adapter_for(model)
     if adapter.arch != plan.source:
         raise PlanError(f"plan was made for {plan.source.describe()} but the model is {adapter.arch.describe()}")
     state = pruned_state_dict(model, plan)
-    config = adapter.config_for(plan.target)
+    config = adapter.config_for(plan.target, kept_layers=plan.kept_source_layers)
     param = next(model.parameters())
     config.dtype = param.dtype
-    with torch.device("meta"):
-        pruned = AutoModelForCausalLM.from_config(config)
-    pruned.load_state_dict(state, strict=True, assign=True)
-    if plan.target.tie_word_embeddings:
-        # load_state_dict(assign=True) installs two separate tensors; share them again.
-        pruned.get_output_embeddings().weight = pruned.get_input_embeddings().weight
+    pruned = model_from_state_dict(config, state, param.device)
     pruned.generation_config = model.generation_config
     pruned.train(model.training)
     return pruned

@@ -116,7 +116,7 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
     train_cpu_seconds = time.process_time() - cpu_fit  # wall time / threads on an idle machine
     trainer, steps = result.trainer, result.summary["steps"]
     summary: Dict[str, Any] = {
-        "arch": dataclasses.asdict(arch),
+        "arch": arch.to_dict(),
         "arch_description": arch.describe(),
         "num_params": arch.num_params(),
         "dtype": "float32",
@@ -197,7 +197,7 @@ def _command(out: Path, arch_name: str, arch: HybridArch, train: TrainConfig, op
 
     args = f"save_path={str(out)!r}, arch_name={arch_name!r}, train={train!r}, optim={optim!r}"
     if arch_name not in PRESETS or arch != PRESETS[arch_name]:
-        args += f", arch=HybridArch(**{dataclasses.asdict(arch)!r})"
+        args += f", arch=HybridArch(**{arch.to_dict()!r})"
     return f"pretrain({args})"
 
 
@@ -219,7 +219,7 @@ def _warn_if_config_differs(cached: Dict[str, Any], config: Dict[str, Any], arch
     ignore = {f"train.{k}" for k in ("accelerator", "devices", "strategy", "work_dir", "keep_work", "progress",
                                      "stop_after_steps")}
     diff = {k: (old.get(k), v) for k, v in new.items() if k not in ignore and old.get(k) != v}
-    if arch is not None and cached.get("arch") != dataclasses.asdict(arch):
+    if arch is not None and cached.get("arch") != arch.to_dict():
         diff["arch"] = ("saved arch", "requested arch")
     if diff:
         log.warning("reusing %s although it was trained with different settings %s; pass force=True to retrain",
