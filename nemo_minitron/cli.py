@@ -133,6 +133,7 @@ STAGES: Dict[str, Stage] = {
     "pipeline": Stage(
         "nemo_minitron.stages.pipeline:pipeline",
         "base to instruct in one NeMo-Run experiment: teacher, prune, distill, SFT-KD x2, RPO x2, long context, eval",
+        recipes=("recipes.tiny", "recipes.scale"),
     ),
 }
 

@@ -14,22 +14,33 @@ or in Python::
 
 ``configs/tiny.yaml`` is the same configuration as YAML (``--yaml configs/tiny.yaml``);
 ``tests/test_cli.py`` checks that the two resolve to the same thing.
+
+The tiny pipeline (``nemo-minitron pipeline recipe=tiny``, what ``make demo`` runs) is
+:func:`tiny_steps`: every stage's settings, from pruning targets to evaluation budgets;
+``--factory tiny`` of the pipeline stage (``configs/pipeline_tiny.yaml``) runs it into
+``outputs/demo``.
 """
 
 import dataclasses
 import inspect
-from typing import Any, Dict
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import nemo_run as run
 
+from nemo_minitron.experiment import Step
 from nemo_minitron.nemorun import recipe
+from nemo_minitron.prune.config import PruningConfig
+from nemo_minitron.stages.pipeline import pipeline
 from nemo_minitron.stages.pretrain import pretrain
 
+#: Where the demo writes (``make demo``: ``scripts/demo.sh``'s DEMO_DIR default).
+DEMO_DIR = "outputs/demo"
 #: Where the demo keeps its teacher (``make demo``); a finished checkpoint there is reused.
-DEMO_TEACHER_DIR = "outputs/demo/teacher"
+DEMO_TEACHER_DIR = f"{DEMO_DIR}/teacher"
 
 #: Arguments that are per-run switches or Python-only, never part of the recipe.
-_NOT_RECIPE = ("save_path", "force", "arch")
+_NOT_RECIPE = ("save_path", "force", "arch", "overwrite")
 #: Config fields that are per-run switches (where to work, what to keep, when to stop, bars).
 _NOT_RECIPE_FIELDS = ("work_dir", "keep_work", "stop_after_steps", "progress", "ssm_chunk_size")
 
@@ -61,3 +72,127 @@ def tiny_pretrain_settings() -> Dict[str, Any]:
 def tiny_pretrain(save_path: str = DEMO_TEACHER_DIR) -> run.Partial:
     """Pretrain the built-in tiny NemotronH teacher on CPU (cached in ``save_path``)."""
     return run.Partial(pretrain, save_path=save_path, **tiny_pretrain_settings())
+
+
+def scaled(scale: float) -> Tuple[Callable[[int], int], Callable[..., int]]:
+    """``steps(n)``: a stage's step count times ``scale``; ``warmup(n)``: the warm-up of such a run
+    (a warm-up longer than the run is an error, so it scales with it)."""
+
+    def steps(n: int) -> int:
+        return max(2, int(round(n * scale)))
+
+    def warmup(n: int, fraction: float = 0.1) -> int:
+        return max(1, int(steps(n) * fraction))
+
+    return steps, warmup
+
+
+def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float = 1.0,
+               use_search: bool = False, **_: Any) -> List[Step]:
+    """The tiny pipeline's steps (about 20 minutes on 2 CPU cores at ``scale=1``).
+
+    ``scale`` multiplies every step count (a value below 0.1 is test-sized: tiny calibration,
+    short sequences, a token evaluation); ``use_search`` replaces the fixed pruning targets by an
+    architecture search under a parameter budget. The teacher is ``teacher_dir`` (default: the
+    cached built-in one); below ``scale=1`` it is a throwaway, trained for ``scale`` of its steps.
+    """
+    from nemo_minitron.prune.search import SearchSpace
+    from nemo_minitron.stages.distill import DistillOptim, DistillTrain, distill
+    from nemo_minitron.stages.instruct_sft import InstructSFTOptim, InstructSFTTrain, instruct_sft
+    from nemo_minitron.stages.pretrain import PretrainOptim, PretrainTrain, default_teacher_dir
+    from nemo_minitron.stages.prune import prune
+    from nemo_minitron.stages.search import search
+
+    steps, warmup = scaled(scale)
+    quick = scale < 0.1  # test-sized: tiny calibration, short sequences, a token evaluation
+    seq = 64 if quick else 256
+    d = output_dir
+    teacher = Path(teacher_dir) if teacher_dir else default_teacher_dir()
+    pruned, distilled, instruct = d / "01_pruned", d / "02_distilled", d / "03_instruct_teacher"
+    post = {"progress": True, "seq_length": seq}
+    teacher_kw: Dict[str, Any] = {"save_path": str(teacher)}
+    if scale < 1:  # a throwaway teacher (tests); the default one is trained once and cached
+        teacher_kw.update(train=PretrainTrain(max_steps=steps(600), limit_val_batches=2, seq_length=seq),
+                          optim=PretrainOptim(warmup_steps=warmup(600, 0.05)))
+    out = [Step("teacher", pretrain, teacher_kw, teacher)]
+    if use_search:
+        search_dir = d / "01_search"
+        out.append(Step("search", search, dict(
+            model_path=str(teacher), output_dir=str(search_dir), target_params=12_200_000, tolerance=0.05, top_k=3,
+            distill_steps=steps(20), seq_length=seq, space=SearchSpace(fractions=[1.0, 0.75, 0.625, 0.5])),
+            search_dir / "search_summary.json"))
+        # The selected candidate's distilled checkpoint is the student from here on.
+        pruned = search_dir / "selected"
+    else:
+        out.append(Step("prune", prune, dict(
+            model_path=str(teacher), save_path=str(pruned), num_samples=4 if quick else 32, seq_length=seq,
+            layer_importance_samples=4 if quick else 32,
+            pruning_config=PruningConfig(target_hidden_size=160, target_ffn_hidden_size=512,
+                                         target_mamba_num_heads=8)), pruned))
+    out += [
+        Step("distill", distill, dict(
+            teacher_path=str(teacher), student_path=str(pruned), save_path=str(distilled),
+            train=DistillTrain(max_steps=steps(150), seq_length=seq, micro_batch_size=8, global_batch_size=8,
+                               val_check_interval=steps(50), limit_val_batches=2 if quick else 8, progress=True),
+            optim=DistillOptim(lr=2e-3, warmup_steps=warmup(150))), distilled),
+        Step("instruct_teacher", instruct_sft, dict(
+            base_teacher_path=str(teacher), save_path=str(instruct),
+            train=InstructSFTTrain(max_steps=steps(300), **post), optim=InstructSFTOptim(warmup_steps=warmup(300)),
+            **({"num_train": 64} if quick else {})), instruct),
+    ]
+    # A 20M-parameter student still misses whole prompts; the checker's answer then serves as chosen.
+    return out + post_training_steps(d, 4, instruct, distilled, teacher, scale, gold_chosen=True)
+
+
+def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, baseline: Path, scale: float,
+                        gold_chosen: bool) -> List[Step]:
+    """SFT-KD x2 from ``kd_teacher``, RPO x2, long-context SFT and an evaluation against ``baseline``,
+    starting from ``student``, in folders of ``d`` numbered from ``first`` (the tiny settings; the
+    SmolLM2 recipe shares them). ``gold_chosen``: the checker's answer is RPO's chosen response
+    where every sample is wrong (a small student still misses whole prompts)."""
+    from nemo_minitron.evaluate import CLOZE_MC, CORPUS_PPL
+    from nemo_minitron.stages.eval import evaluate
+    from nemo_minitron.stages.long_context import LongContextOptim, LongContextTrain, long_context
+    from nemo_minitron.stages.rpo import RPOOptim, RPOTrain, rpo
+    from nemo_minitron.stages.sft_kd import SFTKDOptim, SFTKDTrain, sft_kd
+
+    steps, warmup = scaled(scale)
+    quick = scale < 0.1
+    post = {"progress": True, "seq_length": 64 if quick else 256}
+    names = ("sft_kd_1", "sft_kd_2", "rpo_1", "rpo_2", "long_context", "eval")
+    sft1, sft2, rpo1, rpo2, longctx, ev = (d / f"{first + i:02d}_{name}" for i, name in enumerate(names))
+    rpo_kw = {"gold_chosen": gold_chosen}
+    return [
+        Step("sft_kd_1", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(student), save_path=str(sft1),
+                                      round=1, train=SFTKDTrain(max_steps=steps(100), **post),
+                                      optim=SFTKDOptim(warmup_steps=warmup(100)),
+                                      **({"num_train": 32} if quick else {})), sft1),
+        Step("sft_kd_2", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(sft1), save_path=str(sft2),
+                                      round=2, train=SFTKDTrain(max_steps=steps(100), **post),
+                                      optim=SFTKDOptim(warmup_steps=warmup(100)),
+                                      **({"num_train": 32} if quick else {})), sft2),
+        Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, **rpo_kw,
+                                train=RPOTrain(max_steps=steps(50), **post), optim=RPOOptim(warmup_steps=warmup(50)),
+                                **({"num_prompts": 16} if quick else {})), rpo1),
+        Step("rpo_2", rpo, dict(model_path=str(rpo1), save_path=str(rpo2), round=2, **rpo_kw,
+                                train=RPOTrain(max_steps=steps(50), **post), optim=RPOOptim(warmup_steps=warmup(50)),
+                                **({"num_prompts": 16} if quick else {})), rpo2),
+        Step("long_context", long_context, dict(
+            model_path=str(rpo2), save_path=str(longctx), min_len=256 if quick else 1024,
+            max_len=512 if quick else 2048, train=LongContextTrain(max_steps=steps(20), progress=True),
+            optim=LongContextOptim(warmup_steps=warmup(20)), **({"num_train": 4} if quick else {})), longctx),
+        Step("eval", evaluate, dict(
+            model_path=str(longctx), baseline_path=str(baseline), output_dir=str(ev),
+            tasks=[CORPUS_PPL, CLOZE_MC],  # toy tasks: full benchmarks are too slow for the CPU demo
+            ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
+            speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
+            instruct_tasks=2 if quick else 40,
+            limit=5 if quick else None), ev / "eval_report.json"),
+    ]
+
+
+@recipe(pipeline, "tiny")
+def tiny_pipeline(output_dir: str = DEMO_DIR) -> run.Partial:
+    """The tiny base-to-instruct pipeline on this machine's CPU (:func:`tiny_steps`), what ``make demo`` runs."""
+    return run.Partial(pipeline, recipe="tiny", output_dir=output_dir, scale=1.0, use_search=False,
+                       launcher="direct")

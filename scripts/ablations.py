@@ -19,25 +19,31 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nemo_minitron.ablations import run_ablations  # noqa: E402
+from nemo_minitron.stages.ablations import ablations  # noqa: E402
+from recipes.ablations import DEFAULT  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/ablations", help="work and result folder (resumable)")
-    parser.add_argument("--teacher", default=None, help="teacher checkpoint (default: the tiny teacher, trained if absent)")
+    parser.add_argument("--teacher", default=None,
+                        help="teacher checkpoint (default: the tiny teacher, trained if absent)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets for the test suite (numbers meaningless)")
-    parser.add_argument("--seeds", type=int, default=None, help="distillation seeds per student (default 3)")
-    parser.add_argument("--steps", type=int, default=None, help="distillation steps per student (default 40)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"distillation seeds per student (default {DEFAULT.num_seeds})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"distillation steps per student (default {DEFAULT.steps})")
     parser.add_argument("--match-factor", type=int, default=None,
-                        help="the random-init student's long run, in multiples of --steps (default 8)")
-    parser.add_argument("--workers", type=int, default=None, help="parallel single-thread trainings (default 2)")
+                        help="the random-init student's long run, in multiples of --steps "
+                             f"(default {DEFAULT.match_factor})")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"parallel single-thread trainings (default {DEFAULT.workers})")
     parser.add_argument("--docs", default=None,
                         help="also write results.md + ablations.png here (default: docs/ unless --quick)")
     args = parser.parse_args(argv)
     docs = args.docs if args.docs is not None else (None if args.quick else "docs")
-    results = run_ablations(output_dir=args.out, teacher_path=args.teacher, quick=args.quick, num_seeds=args.seeds,
-                            steps=args.steps, match_factor=args.match_factor, workers=args.workers, docs_dir=docs)
+    results = ablations(output_dir=args.out, teacher_path=args.teacher, quick=args.quick, num_seeds=args.seeds,
+                        steps=args.steps, match_factor=args.match_factor, workers=args.workers, docs_dir=docs)
     for f in results["findings"]:
         print(f"{f['finding']}. {f['question']}: {f['verdict']} -- {f['here']}")
     print(f"report: {Path(args.out) / 'results.md'}" + (f" and {Path(docs) / 'results.md'}" if docs else ""))

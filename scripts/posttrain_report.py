@@ -7,8 +7,10 @@
 
 Accuracy is greedy, on held-out prompts of the five checkable tasks, after every stage; long-range
 recall (facts stated in the first turn, asked about in the last, several hundred tokens later)
-before and after long-context SFT. Every stage is cached in ``--out`` (a finished checkpoint is
-reused), so a rerun after an interruption continues where it stopped; ``--fresh`` starts over.
+before and after long-context SFT. The stages and their settings are ``recipes/posttrain.py``'s; they
+run through the pipeline's engine (:func:`nemo_minitron.experiment.run_steps`), so a finished
+stage in ``--out`` is skipped and a rerun after an interruption continues where it stopped;
+``--fresh`` starts over. A model is re-evaluated when its weights change.
 
     python scripts/posttrain_report.py --out outputs/posttrain            # the documented setting
     python scripts/posttrain_report.py --out outputs/posttrain --quick    # a reduced one (busy CPU)
@@ -25,7 +27,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -34,68 +36,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from nemo_minitron.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from nemo_minitron.experiment import run_steps  # noqa: E402
 from nemo_minitron.models import is_complete_checkpoint  # noqa: E402
+from recipes.posttrain import PRUNE, SETTINGS, posttrain_steps  # noqa: E402
+from recipes.tiny import DEMO_TEACHER_DIR  # noqa: E402
 
-#: Stage settings. "full" is what docs/post_training.md reports unless it says otherwise.
-SETTINGS: dict[str, dict[str, Any]] = {
-    "full": {
-        # Two phases of 1500 steps (the second continues from the first with fresh data and warm-up):
-        # the tasks' loss plateaus for ~1000 steps before the model starts to use the prompt.
-        "teacher_sft": [dict(num_train=24000, max_steps=1500, micro_batch_size=16, global_batch_size=16, lr=2e-3,
-                             warmup_steps=20, checkpoint_every=100, seed=0),
-                        dict(num_train=24000, max_steps=1500, micro_batch_size=16, global_batch_size=16, lr=1.5e-3,
-                             warmup_steps=20, checkpoint_every=100, seed=1)],
-        "distill": dict(max_steps=60, seq_length=128, micro_batch_size=8, global_batch_size=8, lr=2e-3,
-                        warmup_steps=5),
-        # 400 steps per round left the student at 0.06 mean accuracy (docs/post_training.md).
-        "sft_kd": dict(num_train=19200, max_steps=1200, micro_batch_size=16, global_batch_size=16, lr=2e-3,
-                       warmup_steps=20, topk=100, sft_weight=0.0, checkpoint_every=100),
-        "rpo": dict(num_prompts=200, num_samples=4, temperature=0.7, max_new_tokens=12, max_steps=40,
-                    micro_batch_size=8, global_batch_size=8, lr=5e-5, beta=0.1, eta=1.0, sft_weight=0.1,
-                    gold_chosen=True),
-        "long_context": dict(min_len=512, max_len=1024, num_train=80, max_steps=40, micro_batch_size=1,
-                             global_batch_size=2, lr=5e-4, warmup_steps=4),
-        "eval": dict(n_per_task=40, long_range=(24, 512, 1024)),
-    },
-    "quick": {
-        "teacher_sft": [dict(num_train=24000, max_steps=1500, micro_batch_size=16, global_batch_size=16, lr=2e-3,
-                             warmup_steps=20, checkpoint_every=100, seed=0)],
-        "distill": dict(max_steps=30, seq_length=128, micro_batch_size=8, global_batch_size=8, lr=2e-3,
-                        warmup_steps=3),
-        "sft_kd": dict(num_train=3200, max_steps=200, micro_batch_size=16, global_batch_size=16, lr=2e-3,
-                       warmup_steps=10, topk=100, sft_weight=0.0, checkpoint_every=100),
-        "rpo": dict(num_prompts=96, num_samples=4, temperature=0.7, max_new_tokens=12, max_steps=20,
-                    micro_batch_size=8, global_batch_size=8, lr=5e-5, beta=0.1, eta=1.0, sft_weight=0.1,
-                    gold_chosen=True),
-        "long_context": dict(min_len=384, max_len=768, num_train=40, max_steps=20, micro_batch_size=1,
-                             global_batch_size=2, lr=5e-4, warmup_steps=2),
-        "eval": dict(n_per_task=24, long_range=(16, 384, 768)),
-    },
-}
-
-#: The pruned student: ~45% of the tiny teacher (hidden 256 -> 128, FFN 1024 -> 512, Mamba heads 16 -> 8).
-PRUNE = dict(target_hidden_size=128, target_ffn_hidden_size=512, target_mamba_num_heads=8)
+#: The evaluated models, in report order: (row label, the step whose output it is).
+EVALUATED = [("instruct teacher", "instruct_teacher"), ("base", "distill"), ("SFT-KD 1", "sft_kd1"),
+             ("SFT-KD 2", "sft_kd2"), ("RPO 1", "rpo1"), ("RPO 2", "rpo2"), ("long-context SFT", "long_context")]
 
 
 def log(msg: str) -> None:
     print(f"[posttrain-report {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def cached(path: Path, what: str, build: Callable[[], Any]) -> float:
-    """Run ``build`` unless ``path`` already holds a finished checkpoint; returns the seconds spent."""
-    if is_complete_checkpoint(path):
-        log(f"{what}: reusing {path}")
-        return 0.0
-    log(f"{what} -> {path}")
-    start = time.perf_counter()
-    build()
-    return round(time.perf_counter() - start, 1)
-
-
 def find_teacher(explicit: Optional[str]) -> Path:
     from nemo_minitron.stages.pretrain import default_teacher_dir, ensure_tiny_teacher
 
-    for candidate in [explicit, "outputs/demo/teacher", str(default_teacher_dir())]:
+    for candidate in [explicit, DEMO_TEACHER_DIR, str(default_teacher_dir())]:
         if candidate and is_complete_checkpoint(candidate):
             return Path(candidate)
     if explicit:
@@ -123,58 +82,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     from nemo_minitron.posttrain.generate import score_instruct_tasks
-    from nemo_minitron.stages.instruct_sft import instruct_sft
-    from nemo_minitron.stages.long_context import long_context
-    from nemo_minitron.stages.rpo import rpo
-    from nemo_minitron.stages.sft_kd import sft_kd
-    from nemo_minitron.train import call_with_settings as run
 
     t0 = time.perf_counter()
-    seconds: dict[str, float] = {}
     teacher = find_teacher(args.teacher)
     log(f"base teacher: {teacher}")
-    instruct = out / "instruct_teacher"
-    phases = cfg["teacher_sft"]
-    source = teacher
-    for i, phase in enumerate(phases, start=1):
-        target = instruct if i == len(phases) else out / f"instruct_teacher_phase{i}"
-        seconds[f"instruct_teacher_phase{i}"] = cached(
-            target, f"instruct teacher, phase {i}/{len(phases)} (plain SFT on round 1+2 tasks)",
-            lambda src=source, dst=target, kw=phase: run(instruct_sft, str(src), str(dst), progress=False, **kw))
-        source = target
-
-    if args.student:
-        student = Path(args.student)
-        if not is_complete_checkpoint(student):
-            raise FileNotFoundError(f"--student {student} is not a checkpoint folder")
-    else:
-        from nemo_minitron.prune import PruningConfig
-        from nemo_minitron.stages.distill import distill
-        from nemo_minitron.stages.prune import prune
-
-        pruned, student = out / "pruned", out / "student_base"
-        seconds["prune"] = cached(pruned, f"prune the base teacher ({PRUNE})", lambda: prune(
-            str(teacher), str(pruned), PruningConfig(**PRUNE), num_samples=32, seq_length=128,
-            layer_importance_samples=16, device="cpu"))
-        seconds["distill"] = cached(student, "distill the pruned student from the base teacher (LM text)",
-                                    lambda: run(distill, str(teacher), str(pruned), str(student),
-                                                val_check_interval=10**6, limit_val_batches=0, progress=False,
-                                                **cfg["distill"]))
-
-    stages: list[tuple[str, Path]] = [("base", student)]
-    sk1, sk2, r1, r2, lc = (out / n for n in ("sft_kd1", "sft_kd2", "rpo1", "rpo2", "long_context"))
-    seconds["sft_kd1"] = cached(sk1, "SFT-KD round 1 (arithmetic/reverse/copy)", lambda: run(
-        sft_kd, str(instruct), str(student), str(sk1), round=1, progress=False, **cfg["sft_kd"]))
-    seconds["sft_kd2"] = cached(sk2, "SFT-KD round 2 (kv_recall/fact/copy)", lambda: run(
-        sft_kd, str(instruct), str(sk1), str(sk2), round=2, progress=False, **cfg["sft_kd"]))
-    seconds["rpo1"] = cached(r1, "RPO round 1 (pairs sampled from SFT-KD 2)", lambda: run(
-        rpo, str(sk2), str(r1), round=1, progress=False, **cfg["rpo"]))
-    seconds["rpo2"] = cached(r2, "RPO round 2 (pairs sampled from RPO 1)", lambda: run(
-        rpo, str(r1), str(r2), round=2, progress=False, **cfg["rpo"]))
-    seconds["long_context"] = cached(lc, "long-context SFT", lambda: run(
-        long_context, str(r2), str(lc), progress=False, **cfg["long_context"]))
-    stages += [("SFT-KD 1", sk1), ("SFT-KD 2", sk2), ("RPO 1", r1), ("RPO 2", r2), ("long-context SFT", lc)]
-    stages.insert(0, ("instruct teacher", instruct))
+    student = Path(args.student) if args.student else None
+    if student is not None and not is_complete_checkpoint(student):
+        raise FileNotFoundError(f"--student {student} is not a checkpoint folder")
+    steps = posttrain_steps(out, teacher, setting, student=student)
+    seconds: dict[str, float] = {}
+    for step in steps:  # one at a time, to time each; a finished one is skipped (0 s)
+        start = time.perf_counter()
+        ran = run_steps(f"posttrain-{step.name}", [step])["ran"]
+        seconds[step.name] = round(time.perf_counter() - start, 1) if ran else 0.0
+    outputs = {s.name: s.output for s in steps}
+    outputs["instruct_teacher"] = next(s.output for s in reversed(steps) if s.name.startswith("instruct_teacher"))
+    if student is not None:
+        outputs["distill"] = student
+    student = outputs["distill"]
+    stages: list[tuple[str, Path]] = [(label, outputs[name]) for label, name in EVALUATED]
 
     results: dict[str, Any] = {}
     eval_cfg = cfg["eval"]
@@ -189,7 +115,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             start = time.perf_counter()
             evals[key] = score_instruct_tasks(str(path), n_per_task=eval_cfg["n_per_task"], long_range=long_range)
             evals[key]["eval_seconds"] = round(time.perf_counter() - start, 1)
-            evals_file.write_text(json.dumps(evals, indent=1))
+            write_json_atomic(evals_file, evals)
         results[name] = evals[key]
     summaries = {}
     for name, path in stages:
@@ -201,8 +127,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               "stage_seconds": seconds, "total_seconds": round(time.perf_counter() - t0, 1),
               "results": results, "summaries": summaries, "torch_threads": args.threads,
               "load_average_at_end": os.getloadavg()}
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "report.md").write_text(render_markdown(report))
+    write_json_atomic(out / "report.json", report)
+    write_text_atomic(out / "report.md", render_markdown(report))
     print(render_markdown(report))
     return 0
 

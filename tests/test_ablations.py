@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from nemo_minitron.ablations import build_variants, run_ablations
+from nemo_minitron.ablations import build_variants
 from nemo_minitron.ablations.report import Stats, order, tokens_to_match, verdict
 from nemo_minitron.ablations.variants import block_params, matching_width_config, pruned_arch
 from nemo_minitron.arch import PRESETS, HybridArch
 from nemo_minitron.data import load_default_tokenizer
 from nemo_minitron.models import build_model, save_checkpoint
 from nemo_minitron.prune.importance import ImportanceScores
+from nemo_minitron.stages.ablations import ablations
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -91,7 +92,7 @@ def test_quick_run_end_to_end_and_resume(tmp_path, monkeypatch) -> None:
     teacher = tmp_path / "teacher"
     save_checkpoint(build_model(SMALL, seed=0), teacher, tokenizer=load_default_tokenizer())
     out, docs = tmp_path / "abl", tmp_path / "docs"
-    results = run_ablations(str(out), teacher_path=str(teacher), quick=True, docs_dir=str(docs), progress=False)
+    results = ablations(str(out), teacher_path=str(teacher), quick=True, docs_dir=str(docs), progress=False)
     names = set(results["variants"])
     assert {"width", "depth-kl", "depth-cosine", "mamba-heads", "mamba-channels", "mamba-heads-z",
             "mamba-heads-out_proj", "mamba-heads-flap", "width-random-init"} == names
@@ -107,16 +108,14 @@ def test_quick_run_end_to_end_and_resume(tmp_path, monkeypatch) -> None:
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["variants"]["width"]["block_params"] == results["variants"]["width"]["block_params"]
 
-    from nemo_minitron.ablations import runner
-
     def no_training(*args, **kwargs):
         raise AssertionError("a rerun must reuse the finished runs")
 
     monkeypatch.setattr("nemo_minitron.stages.distill.distill", no_training)
-    again = runner.run_ablations(str(out), teacher_path=str(teacher), quick=True, progress=False)
+    again = ablations(str(out), teacher_path=str(teacher), quick=True, progress=False)
     assert [r["val_loss"] for r in again["runs"]] == [r["val_loss"] for r in results["runs"]]
     with pytest.raises(ValueError, match="other settings"):
-        runner.run_ablations(str(out), teacher_path=str(teacher), quick=True, steps=4, progress=False)
+        ablations(str(out), teacher_path=str(teacher), quick=True, steps=4, progress=False)
 
 
 def test_script_help() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import io
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ def test_every_stage_is_found_by_its_name(name):
     assert callable(getattr(importlib.import_module(module), attr))
 
 
-LIBRARY_PACKAGES = ("models", "data", "prune", "losses", "train", "evaluate", "posttrain")
+LIBRARY_PACKAGES = ("models", "data", "prune", "losses", "train", "evaluate", "posttrain", "ablations")
 
 
 def _imported_modules(path: Path, package: str) -> List[str]:
@@ -527,18 +528,34 @@ def test_nemo_minitron_through_nemo_run_cli(tmp_path):
     assert "Dry run" in proc.stdout
 
 
-SCALE_CONFIGS = [
-    ("prune", "nemotron_h_8b_to_4b", "nemotron_h_8b_to_4b"), ("distill", "nemotron_h_8b_to_4b", "nemotron_h_8b_to_4b"),
-    ("eval", "nemotron_h_8b_to_4b", "nemotron_h_8b_to_4b"), ("prune", "mamba2_1p3b_to_780m", "mamba2_1.3b_to_780m"),
-    ("distill", "mamba2_1p3b_to_780m", "mamba2_1.3b_to_780m"),
-]
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+#: Each YAML file names the recipe factory it is a copy of, in its header comment.
+_SOURCE = re.compile(r"Same configuration as `nemo-minitron (\w+) --factory (\w+)`")
 
 
-@pytest.mark.parametrize("stage,factory,folder", SCALE_CONFIGS)
-def test_scale_recipe_factory_equals_its_yaml(tmp_path, stage, factory, folder):
-    from_factory = _to_yaml(tmp_path, "factory", "--factory", factory, stage=stage)
-    from_yaml = _to_yaml(tmp_path, "yaml", "--yaml", str(ROOT / "configs" / folder / f"{stage}.yaml"), stage=stage)
-    assert from_factory == from_yaml
+def _yaml_source(path: Path) -> tuple:
+    header = " ".join(line.lstrip("#").strip() for line in path.read_text().splitlines() if line.startswith("#"))
+    match = _SOURCE.search(header)
+    assert match, (f"{path.relative_to(ROOT)} must name the recipe it copies: "
+                   "'Same configuration as `nemo-minitron <stage> --factory <name>`'")
+    return match.groups()
+
+
+def _resolved(tmp_path: Path, stage: str, *args: str) -> dict:
+    out = tmp_path / "resolved.yaml"
+    assert cli.main([stage, *args, "--to-yaml", str(out)]) == 0
+    return yaml.safe_load(out.read_text())
+
+
+def test_every_yaml_config_equals_its_recipe(tmp_path):
+    """Every file in configs/ resolves to exactly what the recipe factory it names resolves to, so
+    that recipes/ stays the one home of the settings (a new YAML without a recipe fails here)."""
+    assert len(CONFIGS) >= 9, CONFIGS
+    for path in CONFIGS:
+        stage, factory = _yaml_source(path)
+        from_yaml = _resolved(tmp_path, stage, "--yaml", str(path))
+        from_factory = _resolved(tmp_path, stage, "--factory", factory)
+        assert from_yaml == from_factory, path.relative_to(ROOT)
 
 
 def test_scale_yaml_plus_nested_override(tmp_path):

@@ -477,7 +477,7 @@ def test_attention_free_nemotron_h_generates_with_cache_like_without() -> None:
     assert needs_counting_cache(model) and not needs_counting_cache(make_model(TINY_ARCH))
     ids = torch.randint(0, arch.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="Attention layers"):
-        model.generate(input_ids=ids, max_new_tokens=3, do_sample=False)  # the bug this works around
+        model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, use_cache=True)  # the bug worked around
     with generation_kwargs(model) as extra:
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
                              **extra)

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from nemo_minitron.arch import preset
-from nemo_minitron.pipeline import MAMBA2_1P3B_TO_780M, NEMOTRON_H_8B_TO_4B, RECIPES, SMOLLM2_PRUNING, pipeline
+from nemo_minitron.stages.pipeline import pipeline
+from recipes import PIPELINES
+from recipes.scale import MAMBA2_1P3B_TO_780M, NEMOTRON_H_8B_TO_4B
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,11 +44,14 @@ def test_bad_pipeline_arguments_are_named(tmp_path: Path) -> None:
         pipeline(recipe="nemotron_h_8b_to_4b", output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="only="):
         pipeline(output_dir=str(tmp_path), teacher_dir=str(tmp_path / "t"), only=["bogus"])
-    assert set(RECIPES) == {"tiny", "smollm2", "nemotron_h_8b_to_4b", "mamba2_1.3b_to_780m"}
+    assert set(PIPELINES) == {"tiny", "smollm2", "nemotron_h_8b_to_4b", "mamba2_1.3b_to_780m"}
 
 
 def test_smollm2_recipe_starts_from_the_real_weights_and_prunes_every_axis(tmp_path: Path) -> None:
-    steps = RECIPES["smollm2"](tmp_path, scale=0.01)
+    from nemo_minitron.stages.pipeline import step_builder
+    from recipes.smollm2 import SMOLLM2_PRUNING
+
+    steps = step_builder("smollm2")(tmp_path, scale=0.01)
     assert [s.name for s in steps] == ["import", "prune", "distill", "sft_kd_1", "sft_kd_2", "rpo_1", "rpo_2",
                                        "long_context", "eval"]
     assert steps[0].kwargs["source"] == "smollm2-135m"

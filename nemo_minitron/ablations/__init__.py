@@ -1,7 +1,12 @@
 """Reproduce the paper's pruning ablations (width vs depth, Mamba heads vs channels, scoring
-metrics, L2 vs FLAP, KL vs cosine, pruned vs random init, speed) on a teacher checkpoint."""
+metrics, L2 vs FLAP, KL vs cosine, pruned vs random init, speed) on a teacher checkpoint.
 
-from .runner import DEFAULT, QUICK, AblationSettings, run_ablations
+Library only: the compared shapes (:mod:`.variants`), the runs (:mod:`.runner`, which distills
+with the function it is given) and the verdicts and report (:mod:`.report`). The
+``ablations`` stage wires them; the budgets live in ``recipes/ablations.py``.
+"""
+
+from .runner import AblationSettings, run_ablations
 from .variants import Variant, block_params, build_variants
 
-__all__ = ["AblationSettings", "DEFAULT", "QUICK", "Variant", "block_params", "build_variants", "run_ablations"]
+__all__ = ["AblationSettings", "Variant", "block_params", "build_variants", "run_ablations"]

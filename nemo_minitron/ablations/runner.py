@@ -18,9 +18,9 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -40,36 +40,38 @@ PRUNED_REFERENCE = "width"
 
 @dataclass(frozen=True)
 class AblationSettings:
-    """How much work each comparison gets. ``DEFAULT`` runs in well under an hour on 2 cores."""
+    """How much work each comparison gets (the values: ``recipes/ablations.py``)."""
 
-    steps: int = 40  #: distillation steps per student (x global_batch_size x seq_length tokens)
-    seq_length: int = 128
-    micro_batch_size: int = 8
-    global_batch_size: int = 8
-    lr: float = 2e-3
-    warmup_steps: int = 4
-    num_seeds: int = 3  #: distillation seeds (data order; for random init also the initialisation)
-    calibration_samples: int = 32
-    calibration_seq_length: int = 128
-    layer_importance_samples: int = 16
-    match_factor: int = 8  #: the random-init student's long run, in multiples of ``steps``
-    val_rows: int = 0  #: validation rows of ``seq_length`` tokens (0 = the whole held-out split)
-    speed_input_len: int = 256
-    speed_output_len: int = 32
-    speed_repeats: int = 3
-    workers: int = 2
+    steps: int  #: distillation steps per student (x global_batch_size x seq_length tokens)
+    seq_length: int
+    micro_batch_size: int
+    global_batch_size: int
+    lr: float
+    warmup_steps: int
+    num_seeds: int  #: distillation seeds (data order; for random init also the initialisation)
+    calibration_samples: int
+    calibration_seq_length: int
+    layer_importance_samples: int
+    match_factor: int  #: the random-init student's long run, in multiples of ``steps``
+    val_rows: int  #: validation rows of ``seq_length`` tokens (0 = the whole held-out split)
+    speed_input_len: int
+    speed_output_len: int
+    speed_repeats: int
+    workers: int  #: parallel single-threaded trainings
+
+    def __post_init__(self) -> None:
+        if self.num_seeds < 1 or self.steps < 1 or self.match_factor < 1:
+            raise ValueError("num_seeds, steps and match_factor must be >= 1")
 
     @property
     def tokens_per_run(self) -> int:
         return self.steps * self.global_batch_size * self.seq_length
 
 
-DEFAULT = AblationSettings()
-#: What the test suite runs: every code path, a couple of minutes, numbers meaningless.
-QUICK = AblationSettings(steps=3, seq_length=64, micro_batch_size=2, global_batch_size=2, warmup_steps=1,
-                         num_seeds=1, calibration_samples=4, calibration_seq_length=64, layer_importance_samples=4,
-                         match_factor=2, val_rows=8, speed_input_len=32, speed_output_len=4, speed_repeats=1,
-                         workers=1)
+#: How a student is distilled: ``distill(teacher_path, student_path, save_path, train=, optim=)`` returning
+#: its summary (with ``"metrics"``); the ``distill`` stage. Picklable (a module-level function) when
+#: ``workers > 1``.
+DistillFn = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Job:
     work: str
     steps: int
     settings: AblationSettings
+    distill: DistillFn
     random_arch: Optional[dict[str, Any]] = None
     curve: bool = False  #: validate every ``settings.steps`` steps (the tokens-to-match run)
 
@@ -114,8 +117,7 @@ def read_val_curve(log_dir: Path, tokens_per_step: int) -> list[dict[str, float]
 
 def run_job(job: Job) -> dict[str, Any]:
     """Distill one student, measure its validation loss, keep the JSON record, drop the weights."""
-    from ..stages.distill import DistillOptim, DistillTrain, distill
-    from ..train import validation_loss
+    from ..train import OptimConfig, TrainConfig, validation_loss
 
     record_path = Path(job.record)
     if record_path.is_file():
@@ -131,14 +133,14 @@ def run_job(job: Job) -> dict[str, Any]:
             save_checkpoint(build_model(arch, seed=job.seed), student, tokenizer=tokenizer)
     start = time.perf_counter()
     # keep_work: the validation curve is read from the work folder's logs; the whole job folder goes below.
-    summary = distill(
+    summary = job.distill(
         job.teacher, student, str(work / "student"),
-        train=DistillTrain(seq_length=s.seq_length, micro_batch_size=s.micro_batch_size,
+        train=TrainConfig(seq_length=s.seq_length, micro_batch_size=s.micro_batch_size,
                            global_batch_size=s.global_batch_size, max_steps=job.steps,
                            val_check_interval=s.steps if job.curve else job.steps,
                            limit_val_batches=10**6 if job.curve else 0, seed=job.seed, work_dir=str(work / "train"),
                            keep_work=True, checkpoint_every=s.steps, progress=False),
-        optim=DistillOptim(lr=s.lr, warmup_steps=s.warmup_steps))
+        optim=OptimConfig(lr=s.lr, warmup_steps=s.warmup_steps))
     record = {"variant": job.variant, "seed": job.seed, "steps": job.steps,
               "tokens": job.steps * s.global_batch_size * s.seq_length,
               "val_loss": validation_loss(load_model(work / "student"), validation_rows(tokenizer, s)),
@@ -223,19 +225,20 @@ def measure_speed(teacher: torch.nn.Module, out: Path, info: dict[str, dict[str,
                          repeats=settings.speed_repeats, baseline="teacher")
 
 
-def make_jobs(teacher_path: str, out: Path, info: dict[str, dict[str, Any]], settings: AblationSettings) -> list[Job]:
+def make_jobs(teacher_path: str, out: Path, info: dict[str, dict[str, Any]], settings: AblationSettings,
+              distill: DistillFn) -> list[Job]:
     jobs = []
     random_variants = [name for name, rec in info.items() if rec["random_init"]]
     for name in random_variants:  # the long run first: it is the critical path
         jobs.append(Job(name, 0, teacher_path, "", str(out / "runs" / f"{name}-long.json"),
                         str(out / "work" / f"{name}-long"), settings.steps * settings.match_factor, settings,
-                        random_arch=info[name]["arch_fields"], curve=True))
+                        distill, random_arch=info[name]["arch_fields"], curve=True))
     for seed in range(settings.num_seeds):
         for name, rec in info.items():
             student = "" if rec["random_init"] else str(out / "students" / name / "pruned")
             jobs.append(Job(name, seed, teacher_path, student, str(out / "runs" / f"{name}-seed{seed}.json"),
                             str(out / "work" / f"{name}-seed{seed}"), settings.steps, settings,
-                            random_arch=rec["arch_fields"] if rec["random_init"] else None))
+                            distill, random_arch=rec["arch_fields"] if rec["random_init"] else None))
     return jobs
 
 
@@ -245,28 +248,16 @@ def invocation() -> str:
     return ("" if argv[0].startswith("nemo") else "python ") + shlex.join(argv)
 
 
-def run_ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[str] = None, quick: bool = False,
-                  num_seeds: Optional[int] = None, steps: Optional[int] = None, match_factor: Optional[int] = None,
-                  workers: Optional[int] = None, keep_layers: Optional[int] = None, docs_dir: Optional[str] = None,
+def run_ablations(teacher_path: str, output_dir: str, settings: AblationSettings, distill: DistillFn,
+                  keep_layers: Optional[int] = None, docs_dir: Optional[str] = None,
                   progress: bool = True) -> dict[str, Any]:
-    """Reproduce the paper's pruning ablations on ``teacher_path`` (default: the built-in tiny teacher).
+    """Reproduce the paper's pruning ablations on ``teacher_path``, distilling students with ``distill``.
 
     Writes ``output_dir/results.{json,md}`` and ``ablations.png``; with ``docs_dir`` also
-    ``docs_dir/results.md`` and ``docs_dir/ablations.png``. ``quick`` is the test suite's
-    setting (every code path in a couple of minutes; its numbers mean nothing). Rerunning with the
-    same ``output_dir`` and settings reuses every finished student and run.
+    ``docs_dir/results.md`` and ``docs_dir/ablations.png``. Rerunning with the same
+    ``output_dir`` and settings reuses every finished student and run; other settings are refused.
     """
-    settings = QUICK if quick else DEFAULT
-    overrides = {k: v for k, v in dict(num_seeds=num_seeds, steps=steps, match_factor=match_factor,
-                                       workers=workers).items() if v is not None}
-    settings = replace(settings, **overrides)
-    if settings.num_seeds < 1 or settings.steps < 1 or settings.match_factor < 1:
-        raise ValueError("num_seeds, steps and match_factor must be >= 1")
-    if teacher_path is None:
-        from ..stages.pretrain import ensure_tiny_teacher
-
-        teacher_path = str(ensure_tiny_teacher())
-    elif not is_complete_checkpoint(teacher_path):
+    if not is_complete_checkpoint(teacher_path):
         raise FileNotFoundError(f"teacher_path={teacher_path} is not a checkpoint folder (config.json + weights)")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,7 +286,7 @@ def run_ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[
 
     teacher_loss = validation_loss(teacher, val)
     info = prepare_students(teacher, tokenizer, scores, build_variants(source, scores, keep_layers), out, val)
-    runs = run_jobs(make_jobs(teacher_path, out, info, settings), settings.workers, progress)
+    runs = run_jobs(make_jobs(teacher_path, out, info, settings, distill), settings.workers, progress)
     speed = measure_speed(teacher, out, info, settings)
     results = {
         "teacher_path": teacher_path, "teacher": source.describe(), "teacher_params": source.num_params(),

@@ -34,6 +34,26 @@ def _require_file(path: Path) -> None:
         raise ValueError(f"{path}: not a regular file")
 
 
+def check_data_files(data_path: PathLike | None, argument: str = "data_path",
+                     extensions: Sequence[str] | None = tuple(SUPPORTED_EXTENSIONS)) -> list[Path]:
+    """The files of ``data_path`` (comma-separated), checked to exist, be regular, non-empty files
+    with one of ``extensions`` (``None``: any). Stages call it before loading a model, so a
+    wrong path fails in a second, naming the argument, instead of after the weights load."""
+    files = [Path(p.strip()).expanduser() for p in str(data_path or "").split(",") if p.strip()]
+    for path in files:
+        where = f"{argument}: {path}"
+        if not path.exists():
+            raise FileNotFoundError(f"{where}: no such file")
+        if not path.is_file():
+            raise ValueError(f"{where}: not a regular file")
+        if extensions is not None and path.suffix.lower() not in extensions:
+            raise ValueError(f"{where}: unsupported file extension {path.suffix or '(none)'!r}; "
+                             f"supported: {', '.join(extensions)}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"{where}: file is empty")
+    return files
+
+
 def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for every non-blank line of a JSONL file.
 

@@ -159,7 +159,7 @@ class ModelFamily:
         """
         arch.validate()
         config_cls = self.config_class()
-        fields = self.config_fields(arch)
+        fields = {**self.config_fields(arch), **self.plain_runtime_fields(arch)}
         if base is None:
             return config_cls(**fields)
         if getattr(base, "model_type", None) != self.model_type:
@@ -175,6 +175,17 @@ class ModelFamily:
                 merged.pop(name)
         merged.update(fields)
         return config_cls(**merged)
+
+    # ------------------------------------------------------------------ hub configs
+    def hub_config_fixes(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Config overrides for fields a hub ``config.json`` spells in a way transformers ignores
+        (raw config -> ``{field: value}``); raise :class:`ArchError` for contradicting spellings."""
+        return {}
+
+    def hub_spelling(self, saved: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+        """A saved ``config.json`` rewritten so the source's remote code (``auto_map``) can read it too,
+        using the ``source`` config's spellings where they differ from transformers'."""
+        return saved
 
     # ------------------------------------------------------------------ module paths
     def backbone(self, model: nn.Module) -> nn.Module:
@@ -237,6 +248,11 @@ class ModelFamily:
         (e.g. an embedding scale of sqrt(hidden_size)). Most families compute nothing from widths."""
 
     # ------------------------------------------------------------------ run-time quirks
+    def plain_runtime_fields(self, arch: HybridArch) -> dict[str, Any]:
+        """Config fields a model of this shape needs so that a plain transformers ``model(ids)``
+        and ``generate`` work (written into every saved config)."""
+        return {}
+
     def needs_counting_cache(self, arch: HybridArch) -> bool:
         """Whether ``generate`` needs the token-counting cache of :mod:`.generation`."""
         return False

@@ -5,7 +5,8 @@ transformers 5.23 asks a hybrid cache's first *attention* layer for the sequence
 mask sizes, and raises when there is none ("`get_seq_length` can only be called on Attention
 layers") -- which is exactly what depth pruning can produce. :func:`generation_kwargs` gives
 ``generate`` a cache that counts the tokens the model has consumed instead (tested to match
-uncached greedy decoding token for token); every other model gets no extra arguments.
+uncached greedy decoding token for token); every other model gets no extra arguments. Saved
+checkpoints of such models say ``use_cache=False``, so plain transformers runs them uncached.
 """
 
 from __future__ import annotations
@@ -69,6 +70,6 @@ def generation_kwargs(model: nn.Module) -> Iterator[dict[str, Any]]:
 
     handle = model.register_forward_hook(count, with_kwargs=True)
     try:
-        yield {"past_key_values": cache}
+        yield {"past_key_values": cache, "use_cache": True}  # saved configs say use_cache=False (io.py)
     finally:
         handle.remove()

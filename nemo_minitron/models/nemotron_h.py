@@ -1,8 +1,10 @@
 """NemotronH (``NemotronHForCausalLM``): Mamba2, attention and MLP blocks under ``model.layers``.
 
 Everything this package knows about the family: how its config spells a shape (the layer
-pattern is saved as ``layers_block_type``), its module names, its trim rules, and its quirks
-(lm_head is never tied; a model without attention layers needs a token-counting generation cache).
+pattern is saved as ``layers_block_type``; hub configs' ``hybrid_override_pattern`` and
+``attention_head_dim`` are read, and written back for the hub's remote code), its module names,
+its trim rules, and its quirks (lm_head is never tied; a model without attention layers is saved
+with ``use_cache=False`` and needs a token-counting cache for cached generation).
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from .mamba_layout import MIXER_PROBES, MIXER_RULES
 
 #: Layer symbol -> ``layers_block_type`` entry.
 _BLOCK_TYPES = {MAMBA: "linear_attention", ATTENTION: "full_attention", MLP: "mlp"}
+#: ``layers_block_type`` entry -> symbol of ``hybrid_override_pattern`` (the hub's spelling; "E": MoE).
+_SYMBOLS = {**{kind: symbol for symbol, kind in _BLOCK_TYPES.items()}, "moe": "E"}
+#: Hub (NVIDIA remote code) spelling -> transformers' field. transformers reads the ``mamba_*``
+#: spellings itself but ignores ``attention_head_dim`` (its ``head_dim`` then defaults to 128).
+HUB_ALIASES = {
+    "attention_head_dim": "head_dim", "mamba_n_groups": "n_groups", "mamba_d_conv": "conv_kernel",
+    "mamba_expand": "expand", "mamba_chunk_size": "chunk_size", "mamba_conv_bias": "use_conv_bias",
+    "mamba_dt_min": "time_step_min", "mamba_dt_max": "time_step_max", "mamba_dt_limit": "time_step_limit",
+    "mamba_dt_init_floor": "time_step_floor",
+}
 
 
 class NemotronH(ModelFamily):
@@ -72,6 +84,33 @@ class NemotronH(ModelFamily):
                 "tie_word_embeddings=True: NemotronHForCausalLM (transformers) never ties lm_head to the "
                 "embeddings, so the model would have both; use tie_word_embeddings=False"
             )
+
+    def hub_config_fixes(self, raw: dict[str, Any]) -> dict[str, Any]:
+        hub, native = raw.get("attention_head_dim"), raw.get("head_dim")
+        if hub is None:
+            return {}
+        if native is not None and native != hub:
+            raise ArchError(f"config.json has attention_head_dim={hub} (the hub's spelling) but head_dim={native} "
+                            "(transformers'); they must agree")
+        return {"head_dim": hub}
+
+    def hub_spelling(self, saved: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+        """The hub's remote ``NemotronHConfig`` takes ``hybrid_override_pattern`` + ``num_hidden_layers``
+        (``layers_block_type`` is a read-only property there) and its own ``HUB_ALIASES`` spellings."""
+        out = dict(saved)
+        for hub, native in HUB_ALIASES.items():
+            if hub in source and native in saved:
+                out[hub] = saved[native]
+        if "hybrid_override_pattern" in source and "layers_block_type" not in source:
+            kinds = out.pop("layers_block_type")
+            out["hybrid_override_pattern"] = "".join(_SYMBOLS[kind] for kind in kinds)
+            out["num_hidden_layers"] = len(kinds)
+        return out
+
+    def plain_runtime_fields(self, arch: HybridArch) -> dict[str, Any]:
+        """Without attention, a default (cached) forward crashes in transformers 5.23 (docs/pruning.md,
+        "Known upstream issues"); ``use_cache=False`` makes ``model(ids)`` and ``generate`` work."""
+        return {} if ATTENTION in arch.pattern else {"use_cache": False}
 
     def needs_counting_cache(self, arch: HybridArch) -> bool:
         """transformers 5.23 sizes a NemotronH cache from its first attention layer and fails without one."""

@@ -75,6 +75,11 @@ class PruningConfig:
                 raise PruningConfigError(
                     f"pruning_config.drop_layers={self.drop_layers} has {bad} out of range: layer numbers are "
                     f"1-based, valid values are 1..{n}")
+            repeated = sorted({d for d in self.drop_layers if self.drop_layers.count(d) > 1})
+            if repeated:
+                raise PruningConfigError(
+                    f"pruning_config.drop_layers={self.drop_layers} names layer(s) {repeated} more than once; "
+                    "list each layer to drop once")
             if len(set(self.drop_layers)) == n:
                 raise PruningConfigError("pruning_config.drop_layers would drop every layer")
         try:

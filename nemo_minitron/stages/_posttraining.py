@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Optional
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -34,6 +35,8 @@ def plain_sft(model_path: str, dataset: Dataset, tokenizer: Any, save_path: str,
 
 
 def finish_chat_model(result: FitResult, model: nn.Module, tokenizer: Any, save_path: str, summary_file: str,
-                      summary: dict[str, Any], files: Optional[dict[str, str]] = None) -> None:
+                      summary: dict[str, Any], files: Optional[dict[str, str]] = None, source: Optional[str] = None,
+                      dtype: Optional[torch.dtype] = None) -> None:
     """Save a finished stage's model with the chat template (then drop the work folder)."""
-    result.finish(lambda: save_model(model, with_chat_template(tokenizer), save_path, summary_file, summary, files))
+    result.finish(lambda: save_model(model, with_chat_template(tokenizer), save_path, summary_file, summary, files,
+                                     source=source, dtype=dtype))

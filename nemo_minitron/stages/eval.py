@@ -9,8 +9,10 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from nemo_minitron.evaluate.lm_eval_adapter import default_tasks, load_model_and_tokenizer, resolve_device
-from nemo_minitron.evaluate.report import DEFAULT_RULER_LENGTHS, evaluate_models, save_report
+from nemo_minitron.evaluate.report import DEFAULT_RULER_LENGTHS, REPORT_JSON, evaluate_models, save_report
 from nemo_minitron.evaluate.ruler import check_tasks
+
+from ._paths import check_stage_paths
 
 
 def evaluate(
@@ -32,6 +34,7 @@ def evaluate(
     max_length: Optional[int] = None,
     device: str = "auto",
     seed: int = 0,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint (and optionally a baseline) and write eval_report.json/.md/.png.
 
@@ -47,11 +50,14 @@ def evaluate(
     (``instruct_tasks`` > 0): greedy exact-answer accuracy on that many held-out prompts of each
     built-in checkable task (post-training's tasks; 0 skips). Outputs go to ``output_dir`` (default
     ``<model_path>/eval``). ``device="auto"`` uses the GPU when there is one (bf16) and the CPU
-    otherwise (fp32). Returns the report dict.
+    otherwise (fp32). ``output_dir`` may hold an earlier report (it is replaced); any other
+    non-empty folder needs ``overwrite=True``, and a checkpoint folder never. Returns the report dict.
     """
     started = time.perf_counter()
-    device = resolve_device(device)
     output_dir = output_dir or str(Path(model_path) / "eval")
+    check_stage_paths("eval", output_dir, (REPORT_JSON,), overwrite, any_family=True, argument="output_dir",
+                      checkpoints={"model_path": model_path, "baseline_path": baseline_path})
+    device = resolve_device(device)
     task_list = default_tasks() if tasks is None else list(tasks)
     lengths = list(DEFAULT_RULER_LENGTHS) if ruler_lengths is None else [int(x) for x in ruler_lengths]
     ruler_task_list = check_tasks(ruler_tasks)  # fail before any model is loaded

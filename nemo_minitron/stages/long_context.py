@@ -9,10 +9,11 @@ from typing import Any, Optional
 
 from nemo_minitron.data.chat import ChatDataset
 from nemo_minitron.models import load_tokenizer
+from nemo_minitron.models.io import dtype_name, output_dtype
 from nemo_minitron.posttrain.conversations import load_conversations
 
 from ._posttraining import finish_chat_model, plain_sft
-from ._training import config_record, moved_to_configs
+from ._training import check_training_paths, config_record, moved_to_configs
 from .renames import renamed
 from .settings import LongContextTrain, LongContextOptim
 
@@ -23,19 +24,24 @@ SUMMARY_FILE = "long_context_summary.json"
 @renamed(**moved_to_configs())
 def long_context(model_path: str, save_path: str, min_len: int, max_len: int, data_path: Optional[str] = None,
                  num_train: int = 64, num_pairs: int = 3, train: LongContextTrain = LongContextTrain(),
-                 optim: LongContextOptim = LongContextOptim()) -> dict[str, Any]:
+                 optim: LongContextOptim = LongContextOptim(), dtype: Optional[str] = None,
+                 overwrite: bool = False) -> dict[str, Any]:
     """Long-context SFT (cross-entropy on assistant tokens) on sequences of ``min_len``..``max_len`` tokens.
 
     Built-in data (:mod:`nemo_minitron.data.long_context`): ``num_train`` conversations made of
     round-2 chat turns, with key-value facts stated in the first turn and asked about in the
     last, the total length drawn uniformly in [min_len, max_len]. ``data_path``: chat JSONL of
-    ready long conversations instead (truncated at ``max_len``).
+    ready long conversations instead (truncated at ``max_len``). The model is saved in ``dtype``
+    (default: its checkpoint's); ``overwrite`` as for every stage (docs/cli.md).
     """
     import lightning as L
 
     from nemo_minitron.data.long_context import build_long_dataset
 
+    check_training_paths("long_context", save_path, SUMMARY_FILE, overwrite, train,
+                         checkpoints={"model_path": model_path}, data={"data_path": data_path}, chat_data=True)
     optim.check(train)
+    save_dtype = output_dtype(dtype, model_path)
     L.seed_everything(train.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(model_path)
     if data_path:
@@ -48,11 +54,12 @@ def long_context(model_path: str, save_path: str, min_len: int, max_len: int, da
         lengths = [len(s.input_ids) for s in samples]
         distances = [s.distance for s in samples]
     module, result = plain_sft(model_path, dataset, tokenizer, save_path, train, optim)
-    summary = {"stage": "long_context", "model_path": str(model_path), **result.summary,
+    summary = {"stage": "long_context", "model_path": str(model_path), **result.summary, "dtype": dtype_name(save_dtype),
                "data": data_path or "built-in long kv-recall conversations (round-2 chat filler)",
                "sequences": len(dataset), "min_len": min_len, "max_len": max_len,
                "length_range": [min(lengths), max(lengths)] if lengths else None,
                "mean_evidence_distance": sum(distances) / len(distances) if distances else None,
                "config": config_record(train, optim, num_train=num_train, num_pairs=num_pairs)}
-    finish_chat_model(result, module.student, tokenizer, save_path, SUMMARY_FILE, summary)
+    finish_chat_model(result, module.student, tokenizer, save_path, SUMMARY_FILE, summary, source=model_path,
+                      dtype=save_dtype)
     return summary

@@ -23,7 +23,7 @@ from nemo_minitron.train import (CausalLMModule, OptimConfig, PackedRows, StepDa
                                  unigram_loss, validation_loss)
 from nemo_minitron.train.trainer import LOGS_SUBDIR
 
-from ._training import moved_to_configs
+from ._training import check_training_paths, moved_to_configs
 from .renames import renamed
 from .settings import PretrainTrain, PretrainOptim
 
@@ -57,7 +57,8 @@ def read_summary(save_path: str | Path) -> Optional[Dict[str, Any]]:
 @renamed(**moved_to_configs(output_dir="save_path", seq_len="train.seq_length", batch_size="train.micro_batch_size",
                             val_every="train.val_check_interval", val_batches="train.limit_val_batches"))
 def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train: PretrainTrain = PretrainTrain(),
-             optim: PretrainOptim = PretrainOptim(), arch: Optional[HybridArch] = None) -> Dict[str, Any]:
+             optim: PretrainOptim = PretrainOptim(), arch: Optional[HybridArch] = None,
+             overwrite: bool = False) -> Dict[str, Any]:
     """Train a small NemotronH teacher on the offline corpus and save it as an HF checkpoint.
 
     Returns the training summary (also saved as ``train_summary.json`` beside the weights).
@@ -73,8 +74,12 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
             and data order.
         optim: AdamW + warmup/cosine schedule.
         arch: an explicit shape (Python API; overrides ``arch_name``), e.g. for tests.
+        overwrite: allow a non-empty ``save_path`` that is not a pretrain output (its contents are
+            replaced); an earlier pretrain output is always reused (or replaced with ``force``).
     """
     import lightning as L
+
+    check_training_paths("pretrain", save_path, SUMMARY_FILE, overwrite, train, checkpoints={})
 
     config = {"arch_name": arch_name, "train": dataclasses.asdict(train), "optim": dataclasses.asdict(optim)}
     config = json.loads(json.dumps(config))
@@ -114,6 +119,7 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
         "arch": arch.to_dict(),
         "arch_description": arch.describe(),
         "num_params": arch.num_params(),
+        "dtype": "float32",
         "steps": steps,
         "finished": result.finished,
         "resumed_from": result.summary["resumed_from"],

@@ -14,12 +14,13 @@ from nemo_minitron.data.chat import load_preference_jsonl, pad_id_of, write_json
 from nemo_minitron.data.instruct_tasks import TASKS, generate_tasks
 from nemo_minitron.losses.preference import PREFERENCE_LOSSES
 from nemo_minitron.models import load_tokenizer
+from nemo_minitron.models.io import dtype_name, output_dtype
 from nemo_minitron.posttrain.pairs import PairDataset, preference_collate, sample_preference_pairs
 from nemo_minitron.posttrain.topk_cache import checkpoint_fingerprint
 from nemo_minitron.train import RPOModule, StepData, fit, work_dir_of
 
 from ._posttraining import finish_chat_model, load_for_training
-from ._training import config_record, moved_to_configs
+from ._training import check_training_paths, config_record, moved_to_configs
 from .renames import renamed
 from .settings import RPOTrain, RPOOptim
 
@@ -33,7 +34,7 @@ def rpo(model_path: str, save_path: str, data_path: Optional[str] = None, round:
         loss_type: str = "rpo_bwd_kl", beta: float = 0.1, eta: float = 1.0, sft_weight: float = 0.0,
         num_prompts: int = 256, num_samples: int = 4, temperature: float = 1.0, max_new_tokens: int = 16,
         tasks: Optional[str] = None, gold_chosen: bool = False, train: RPOTrain = RPOTrain(),
-        optim: RPOOptim = RPOOptim()) -> dict[str, Any]:
+        optim: RPOOptim = RPOOptim(), dtype: Optional[str] = None, overwrite: bool = False) -> dict[str, Any]:
     """One round of preference alignment (RPO or DPO) against a frozen copy of ``model_path``.
 
     Pairs: ``data_path`` (preference JSONL: prompt, chosen, rejected, optional rewards) or, by
@@ -44,15 +45,21 @@ def rpo(model_path: str, save_path: str, data_path: Optional[str] = None, round:
     Loss: ``loss_type`` in rpo_bwd_kl | rpo_fwd_kl | rpo_sq | dpo with a = beta x (policy-vs-
     reference log-ratio gap) and b = eta x (reward gap), + ``sft_weight`` x NLL of chosen.
     Sampled pairs are kept in the work folder (reused when the stage resumes) and saved with the
-    finished model as ``rpo_pairs.jsonl``.
+    finished model as ``rpo_pairs.jsonl``. The policy is saved in ``dtype`` (default: its
+    checkpoint's); ``overwrite`` as for every stage (docs/cli.md).
     """
     import lightning as L
 
+    check_training_paths("rpo", save_path, SUMMARY_FILE, overwrite, train, checkpoints={"model_path": model_path},
+                         data={"data_path": data_path}, chat_data=True)
     if loss_type not in PREFERENCE_LOSSES:
         raise ValueError(f"loss_type={loss_type!r} must be one of {PREFERENCE_LOSSES}")
     optim.check(train)
+    save_dtype = output_dtype(dtype, model_path)
     L.seed_everything(train.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(model_path)
+    given = ([p for path in str(data_path).split(",") if path.strip() for p in load_preference_jsonl(path.strip())]
+             if data_path else None)  # read (and check) the pairs before the weights load
     policy = load_for_training(model_path, train)
     work = work_dir_of(train, save_path)
     pairs_file, meta_file = work / "pairs.jsonl", work / "pairs_meta.json"
@@ -61,8 +68,8 @@ def rpo(model_path: str, save_path: str, data_path: Optional[str] = None, round:
             "num_prompts": num_prompts, "num_samples": num_samples, "temperature": temperature,
             "max_new_tokens": max_new_tokens, "tasks": list(task_list), "seed": train.seed, "gold_chosen": gold_chosen}
     stats: dict[str, Any]
-    if data_path:
-        pairs = [p for path in str(data_path).split(",") if path.strip() for p in load_preference_jsonl(path.strip())]
+    if given is not None:
+        pairs = given
         stats = {"pairs": len(pairs), "source": data_path}
     elif pairs_file.is_file() and meta_file.is_file() and json.loads(meta_file.read_text()).get("meta") == meta:
         pairs = load_preference_jsonl(pairs_file)
@@ -93,11 +100,13 @@ def rpo(model_path: str, save_path: str, data_path: Optional[str] = None, round:
                     collate=partial(preference_collate, pad_id=pad))
     result = fit(module, data, train, optim, save_path, tokens_key="chosen_ids")
     sampled = not data_path
-    summary = {"stage": f"rpo_round{round}", "model_path": str(model_path), **result.summary, "pairs": stats,
+    summary = {"stage": f"rpo_round{round}", "model_path": str(model_path), **result.summary,
+               "dtype": dtype_name(save_dtype), "pairs": stats,
                "pairs_file": f"{save_path}/{PAIRS_FILE}" if sampled else data_path,
                "config": config_record(train, optim, loss_type=loss_type, beta=beta, eta=eta, sft_weight=sft_weight,
                                        num_prompts=num_prompts, num_samples=num_samples, temperature=temperature,
                                        gold_chosen=gold_chosen)}
     files = {PAIRS_FILE: pairs_file.read_text()} if sampled and pairs_file.is_file() else None
-    finish_chat_model(result, module.policy, tokenizer, save_path, SUMMARY_FILE, summary, files)
+    finish_chat_model(result, module.policy, tokenizer, save_path, SUMMARY_FILE, summary, files, source=model_path,
+                      dtype=save_dtype)
     return summary

@@ -10,6 +10,11 @@ from typing import Any, Optional
 
 from nemo_minitron.prune.search import CandidateDistiller, LossFn, SearchSpace, search_architecture
 
+from ._paths import check_stage_paths
+
+#: What a started (resumable) or finished search leaves in ``output_dir``.
+SEARCH_MARKERS = ("search_summary.json", "candidates")
+
 
 def short_distillation(seq_length: int, seed: int,
                        overrides: Optional[dict[str, Any]] = None) -> tuple[CandidateDistiller, LossFn]:
@@ -34,7 +39,7 @@ def search(model_path: str, output_dir: str, target_params: int, tolerance: floa
            distill_steps: int = 20, space: Optional[SearchSpace] = None, num_samples: int = 32,
            seq_length: int = 256, val_samples: int = 16, scores_path: Optional[str] = None,
            tie_tolerance: float = 0.005, max_candidates: int = 200,
-           distill_kwargs: Optional[dict[str, Any]] = None, seed: int = 0) -> dict[str, Any]:
+           distill_kwargs: Optional[dict[str, Any]] = None, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
     """Search pruned shapes of ``model_path`` with at most ``target_params`` parameters.
 
     Every shape within ``tolerance`` below the budget is pruned from one set of importance
@@ -42,8 +47,13 @@ def search(model_path: str, output_dir: str, target_params: int, tolerance: floa
     ``distill_steps`` steps (``distill_kwargs`` overrides distillation settings) and the lowest
     loss wins, ties within ``tie_tolerance`` going to the faster. Writes the table, plot and
     summary to ``output_dir`` (``output_dir/selected`` is the winner's checkpoint); resumable.
-    Returns the summary.
+    ``output_dir`` may hold an earlier search (it resumes); any other non-empty folder needs
+    ``overwrite=True``. Returns the summary.
     """
+    kwargs = distill_kwargs or {}
+    check_stage_paths("search", output_dir, SEARCH_MARKERS, overwrite, checkpoints={"model_path": model_path},
+                      data={f"distill_kwargs.{k}": kwargs.get(k) for k in ("data_path", "val_data_path")},
+                      other_inputs={"scores_path": scores_path}, argument="output_dir")
     distill_candidate, validation_loss = short_distillation(seq_length, seed, distill_kwargs)
     return search_architecture(model_path, output_dir, target_params, distill_candidate, validation_loss,
                                tolerance=tolerance, top_k=top_k, distill_steps=distill_steps, space=space,

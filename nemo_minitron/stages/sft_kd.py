@@ -12,12 +12,13 @@ from typing import Any, Optional
 from nemo_minitron.data.chat import ChatDataset, pad_id_of
 from nemo_minitron.data.instruct_tasks import ROUND_TASKS, round_records
 from nemo_minitron.models import load_tokenizer
+from nemo_minitron.models.io import dtype_name, output_dtype
 from nemo_minitron.posttrain.conversations import load_conversations
 from nemo_minitron.posttrain.topk_cache import TopKDataset, build_topk_cache, checkpoint_fingerprint, topk_collate
 from nemo_minitron.train import SFTKDModule, StepData, check_same_tokenizer, fit, work_dir_of
 
 from ._posttraining import finish_chat_model, load_for_training
-from ._training import config_record, moved_to_configs
+from ._training import check_training_paths, config_record, moved_to_configs
 from .renames import renamed
 from .settings import SFTKDTrain, SFTKDOptim
 
@@ -30,7 +31,7 @@ def sft_kd(teacher_path: str, student_path: str, save_path: str, data_path: Opti
            topk: int = 100, renormalize: bool = True, kd_weight: float = 1.0, sft_weight: float = 0.0,
            num_train: int = 2000, logits_dtype: str = "float16", cache_dir: Optional[str] = None,
            teacher_batch_size: int = 8, shard_size: int = 256, train: SFTKDTrain = SFTKDTrain(),
-           optim: SFTKDOptim = SFTKDOptim()) -> dict[str, Any]:
+           optim: SFTKDOptim = SFTKDOptim(), dtype: Optional[str] = None, overwrite: bool = False) -> dict[str, Any]:
     """SFT with knowledge distillation from the teacher's cached top-k logits (one round).
 
     Loss on assistant tokens only: ``kd_weight`` x forward KL(teacher || student) restricted to
@@ -39,12 +40,17 @@ def sft_kd(teacher_path: str, student_path: str, save_path: str, data_path: Opti
     ``num_train`` built-in conversations of round ``round`` (1: arithmetic/reverse/copy,
     2: kv_recall/fact/copy). The teacher pass is cached in ``cache_dir`` (default
     ``<work folder>/topk_cache``, removed with the work folder when the stage finishes unless
-    ``train.keep_work``; pass a ``cache_dir`` of your own to keep it) and resumable.
+    ``train.keep_work``; pass a ``cache_dir`` of your own to keep it) and resumable. The student
+    is saved in ``dtype`` (default: its checkpoint's); ``overwrite`` as for every stage (docs/cli.md).
     """
     import lightning as L
     import torch
 
+    check_training_paths("sft_kd", save_path, SUMMARY_FILE, overwrite, train,
+                         checkpoints={"teacher_path": teacher_path, "student_path": student_path},
+                         data={"data_path": data_path}, chat_data=True, other_inputs={"cache_dir": cache_dir})
     optim.check(train)
+    save_dtype = output_dtype(dtype, student_path)
     teacher_tok, tokenizer = load_tokenizer(teacher_path), load_tokenizer(student_path)
     check_same_tokenizer(teacher_tok, tokenizer, teacher_path, student_path)
     L.seed_everything(train.seed, workers=True, verbose=False)
@@ -64,12 +70,13 @@ def sft_kd(teacher_path: str, student_path: str, save_path: str, data_path: Opti
                     collate=partial(topk_collate, pad_id=pad_id_of(tokenizer)))
     result = fit(module, data, train, optim, save_path)
     summary = {"stage": f"sft_kd_round{round}", "teacher_path": str(teacher_path), "student_path": str(student_path),
-               **result.summary, "data": data_path or f"built-in tasks, round {round}: {', '.join(ROUND_TASKS[round])}",
+               **result.summary, "dtype": dtype_name(save_dtype), "data": data_path or f"built-in tasks, round {round}: {', '.join(ROUND_TASKS[round])}",
                "conversations": len(chats), "dropped_too_long": chats.num_dropped,
                "topk_cache": {k: cache_info[k] for k in ("k", "logits_dtype", "positions", "bytes", "num_shards",
                                                          "built_shards", "skipped_shards", "seconds")}
                | {"dir": str(cache)},
                "config": config_record(train, optim, topk=topk, renormalize=renormalize, kd_weight=kd_weight,
                                        sft_weight=sft_weight, num_train=num_train)}
-    finish_chat_model(result, module.student, tokenizer, save_path, SUMMARY_FILE, summary)
+    finish_chat_model(result, module.student, tokenizer, save_path, SUMMARY_FILE, summary, source=student_path,
+                      dtype=save_dtype)
     return summary

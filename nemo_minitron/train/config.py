@@ -163,11 +163,16 @@ def with_overrides(config: C, overrides: dict[str, Any]) -> tuple[C, dict[str, A
     return dataclasses.replace(config, **mine), rest  # type: ignore[type-var]
 
 
-def call_with_settings(stage: Callable[..., Any], *args: Any, **settings: Any) -> Any:
-    """Call a training stage with flat settings (``max_steps=20, lr=1e-3, topk=16``): the names of
-    ``train`` / ``optim`` fields go into copies of the stage's own defaults, the rest are passed
-    as they are. For scripts and searches that keep per-run settings in one flat dict."""
+def settings_kwargs(stage: Callable[..., Any], **settings: Any) -> dict[str, Any]:
+    """A training stage's keyword arguments for flat settings (``max_steps=20, lr=1e-3, topk=16``):
+    the names of ``train`` / ``optim`` fields go into copies of the stage's own defaults, the rest
+    are passed as they are. For scripts and searches that keep per-run settings in one flat dict."""
     params = inspect.signature(stage).parameters
     train, rest = with_overrides(params["train"].default, settings)
     optim, rest = with_overrides(params["optim"].default, rest)
-    return stage(*args, train=train, optim=optim, **rest)
+    return {"train": train, "optim": optim, **rest}
+
+
+def call_with_settings(stage: Callable[..., Any], *args: Any, **settings: Any) -> Any:
+    """Call a training stage with flat settings (see :func:`settings_kwargs`)."""
+    return stage(*args, **settings_kwargs(stage, **settings))
