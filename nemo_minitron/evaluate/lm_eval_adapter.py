@@ -27,6 +27,33 @@ from nemo_minitron.evaluate.offline_tasks import (DEFAULT_OFFLINE_TASKS, availab
 log = logging.getLogger(__name__)
 
 Scores = Dict[str, Dict[str, float]]
+BatchSize = Union[int, str]
+
+
+def check_batch_size(batch_size: BatchSize, field: str = "batch_size") -> BatchSize:
+    """A positive int, ``"auto"`` or ``"auto:N"`` (lm-eval's own spellings); anything else raises.
+
+    ``"auto"`` lets lm-eval probe the largest batch that fits (starting at its ``max_batch_size``,
+    64, halving on out-of-memory); on a CPU that is the largest that fits in RAM, not the fastest.
+    """
+    if isinstance(batch_size, str) and batch_size.strip().isdigit():
+        batch_size = int(batch_size)
+    if isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1:
+        return batch_size
+    if isinstance(batch_size, str):
+        head, colon, factor = batch_size.partition(":")
+        if head == "auto" and (not colon or _is_positive_number(factor)):
+            return batch_size
+    raise ValueError(f"{field}={batch_size!r}: use a positive integer, 'auto' or 'auto:N' (N > 0 re-detects "
+                     "the batch size N times over the run)")
+
+
+def _is_positive_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
 
 def default_tasks() -> List[str]:
     """Tasks evaluated when none are named: lm-eval's standard benchmarks on the installed offline
@@ -107,14 +134,16 @@ def flatten_results(results: Dict[str, Any]) -> Scores:
 
 
 def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Optional[Sequence[str]] = None,
-                batch_size: int = 8, max_length: Optional[int] = None, limit: Optional[Union[int, float]] = None,
+                batch_size: BatchSize = 8, max_length: Optional[int] = None, limit: Optional[Union[int, float]] = None,
                 num_fewshot: Optional[int] = None, device: str = "auto", seed: int = 1234,
-                bootstrap_iters: int = 1000) -> Scores:
+                bootstrap_iters: int = 1000, max_batch_size: int = 64) -> Scores:
     """Evaluate ``model`` on ``tasks`` with lm-eval and return ``{task: {metric: value}}``.
 
     ``model`` is a ``*ForCausalLM`` instance (evaluated where it is, with ``tokenizer``) or a
     checkpoint folder (loaded on ``device``; its own tokenizer unless one is given). ``tasks``
     defaults to :func:`default_tasks`; ``limit`` caps the documents per task (quick checks).
+    ``batch_size`` is an int or lm-eval's ``"auto"`` (see :func:`check_batch_size`), which starts
+    probing at ``max_batch_size``.
     ``max_length`` is the longest sequence lm-eval feeds the model (default: the config's
     ``max_position_embeddings``); longer documents are scored in rolling windows.
     """
@@ -124,6 +153,7 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    batch_size = check_batch_size(batch_size)
     names = list(tasks) if tasks else default_tasks()
     if not names:
         raise ValueError("no tasks to evaluate")
@@ -147,7 +177,7 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
     model.eval()
     try:
         # lm-eval may set a pad token or padding side on the tokenizer: give it a private copy.
-        lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size,
+        lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size, max_batch_size=max_batch_size,
                   max_length=_max_length(model, max_length))
         started = time.perf_counter()
         output = lm_eval.simple_evaluate(
@@ -162,7 +192,8 @@ def run_lm_eval(model: Union[nn.Module, str], tokenizer: Any = None, tasks: Opti
     scores = flatten_results(output)
     docs = sum(int(n.get("effective", 0)) for n in (output.get("n-samples") or {}).values())
     seconds = time.perf_counter() - started
-    log.info("lm-eval scored %d documents in %.1f s (%.2f docs/s)", docs, seconds, docs / max(seconds, 1e-9))
+    chosen = f" at detected batch sizes {sorted(set(lm.batch_sizes.values()))}" if lm.batch_sizes else ""
+    log.info("lm-eval scored %d documents in %.1f s (%.2f docs/s)%s", docs, seconds, docs / max(seconds, 1e-9), chosen)
     for task, row in scores.items():
         log.info("lm-eval %s: %s", task, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if not math.isnan(v)))
     return scores

@@ -21,7 +21,7 @@ import torch
 
 from nemo_minitron.atomic import write_text_atomic
 from nemo_minitron.evaluate._io import atomic_write_bytes
-from nemo_minitron.evaluate.lm_eval_adapter import run_lm_eval
+from nemo_minitron.evaluate.lm_eval_adapter import BatchSize, run_lm_eval
 from nemo_minitron.evaluate.render import benchmark_summary, to_markdown, to_png
 from nemo_minitron.evaluate.ruler import RulerSample, ruler_average, run_ruler
 from nemo_minitron.evaluate.speed import compare_speed
@@ -49,7 +49,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _evaluate_one(model: torch.nn.Module, tokenizer: Any, path: str, tasks: List[str], ruler_lengths: List[int],
-                  ruler_tasks: Optional[List[str]], ruler_samples: int, limit: Optional[int], batch_size: int,
+                  ruler_tasks: Optional[List[str]], ruler_samples: int, limit: Optional[int], batch_size: BatchSize,
                   max_length: Optional[int], seed: int, samples_out: List[RulerSample],
                   instruct_tasks: int = 0) -> Dict[str, Any]:
     out: Dict[str, Any] = {"path": path, "num_params": sum(p.numel() for p in model.parameters())}
@@ -71,7 +71,8 @@ def _evaluate_one(model: torch.nn.Module, tokenizer: Any, path: str, tasks: List
         from nemo_minitron.posttrain.generate import evaluate_records
 
         start = time.perf_counter()
-        result = evaluate_records(model, tokenizer, eval_sets(instruct_tasks, seed), batch_size=batch_size)
+        result = evaluate_records(model, tokenizer, eval_sets(instruct_tasks, seed),
+                                  batch_size=batch_size if isinstance(batch_size, int) else 8)
         out["instruct"] = {k: result[k] for k in ("accuracy", "mean_accuracy", "answer_nll", "mean_answer_nll",
                                                   "n_per_task", "examples")}
         timing["instruct_s"] = time.perf_counter() - start
@@ -103,7 +104,7 @@ def write_report(report: Dict[str, Any], output_dir: str) -> Dict[str, str]:
 def evaluate_models(loaded: Dict[str, Tuple[torch.nn.Module, Any]], paths: Dict[str, str], *, tasks: List[str],
                     ruler_lengths: List[int], ruler_tasks: List[str], ruler_samples: int, speed: bool,
                     speed_input_len: int, speed_output_len: int, speed_batch_size: int, speed_repeats: int,
-                    instruct_tasks: int, limit: Optional[int], batch_size: int, max_length: Optional[int],
+                    instruct_tasks: int, limit: Optional[int], batch_size: BatchSize, max_length: Optional[int],
                     seed: int) -> Tuple[Dict[str, Any], Dict[str, List[RulerSample]]]:
     """Evaluate in-memory models by role (``"model"``, optional ``"baseline"``) on equal terms.
 

