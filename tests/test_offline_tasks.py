@@ -317,7 +317,7 @@ def test_report_summarises_standard_benchmarks_with_stderr_delta_and_retained():
     assert summary["average_retained"] == pytest.approx(0.45 / 0.50)
     markdown = to_markdown(report)
     assert "Average retained (model average / baseline average): **0.900**" in markdown
-    assert "| hellaswag | validation | 50 | acc_norm | 0.4000 ± 0.01 | 0.3000 ± 0.01 | -0.1000 |" in markdown
+    assert "| hellaswag | validation | 50 | acc_norm | 0.4000 ± 0.010 | 0.3000 ± 0.010 | -0.1000 |" in markdown
 
 
 @pytest.mark.parametrize("value, expected", [(1, 1), (16, 16), ("8", 8), ("auto", "auto"), ("auto:4", "auto:4")])

@@ -83,7 +83,7 @@ def benchmark_summary(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
 
 def _with_stderr(value: Any, stderr: Any) -> str:
-    return _fmt(value) + (f" ± {_fmt(stderr, 2)}" if isinstance(stderr, float) and not math.isnan(stderr) else "")
+    return _fmt(value) + (f" ± {_fmt(stderr, 3)}" if isinstance(stderr, float) and not math.isnan(stderr) else "")
 
 
 def benchmark_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
