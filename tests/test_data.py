@@ -128,8 +128,8 @@ def test_corpus_split_deterministic_disjoint_nontrivial(splits):
     again = load_default_corpus()
     assert again == splits
     # membership depends on the document alone (sha256), not on order or process
-    assert all(corpus_module._in_validation(d, 0.05) for d in validation)
-    assert not any(corpus_module._in_validation(d, 0.05) for d in train[:50])
+    assert all(corpus_module.in_validation(d, 0.05) for d in validation)
+    assert not any(corpus_module.in_validation(d, 0.05) for d in train[:50])
     # a larger fraction only moves documents into validation
     bigger = load_default_corpus(0.2)
     assert set(validation) <= set(bigger.validation)
