@@ -13,6 +13,13 @@ Stop it any time (kill, Ctrl-C, end of session): the same command resumes from t
 (every 20 steps) with the same data and schedule. ``--max-steps N`` lengthens (or shortens) the run;
 this is exact as long as the schedule's decay has not begun (it starts ``optim.decay_steps`` before
 the end). One thread by default (``--threads``), so other work keeps the rest of the machine.
+
+On a machine without the work folder (a fresh checkout) but with a snapshot in ``--snapshot-dir``, the
+same command warm-starts from the snapshot: its bf16 weights (rounded, so not the exact fp32 ones),
+a fresh AdamW state (re-estimated during a ``WARM_RESTART_WARMUP``-step warmup to the same peak LR),
+the data from the snapshot's step on, and the rest of the schedule, decay included, at the end of the
+same ``max_steps``. The plan is kept in ``<run-dir>/warm_start.json`` so that an interrupted warm run
+resumes exactly like any other.
 """
 
 from __future__ import annotations
@@ -32,6 +39,35 @@ from nemo_minitron.data.tokenizer import TEACHER_TOKENIZER_DIR, TEACHER_VOCAB, t
 #: Where the teacher ships: inside the package next to its tokenizer, so a wheel installs it too.
 TEACHER_DIR = Path(__file__).resolve().parent.parent / "nemo_minitron" / "data" / "teacher"
 MANIFEST_NAME = "corpus_manifest.json"
+WARM_START_FILE = "warm_start.json"
+WARM_RESTART_WARMUP = 20
+
+
+def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int) -> dict | None:
+    """How this run continues: None for a fresh run or an exact resume (the work folder has a
+    checkpoint); else ``{"first_step", "init_from"}`` from a snapshot (copied into the run folder,
+    since new snapshots replace it)."""
+    import shutil
+
+    from nemo_minitron.train.longrun import STATE_FILE
+
+    plan_file = run_dir / WARM_START_FILE
+    if plan_file.is_file():
+        return json.loads(plan_file.read_text())
+    if (run_dir / "work" / "checkpoints" / "last.ckpt").is_file() or not (snapshot_dir / STATE_FILE).is_file():
+        return None
+    step = int(json.loads((snapshot_dir / STATE_FILE).read_text())["step"])
+    if step + WARM_RESTART_WARMUP >= max_steps:
+        raise SystemExit(f"the snapshot in {snapshot_dir} is at step {step} of {max_steps}: nothing left to train "
+                         "(raise --max-steps to continue it)")
+    init = run_dir / "init"
+    shutil.rmtree(init, ignore_errors=True)
+    shutil.copytree(snapshot_dir, init)
+    plan = {"first_step": step, "init_from": str(init), "snapshot": str(snapshot_dir), "time": time.time()}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plan_file.write_text(json.dumps(plan, indent=1) + "\n")
+    print(f"[teacher] no checkpoint in {run_dir / 'work'}: warm start from the step-{step} snapshot {snapshot_dir}")
+    return plan
 
 
 def build_tokenizer(force: bool) -> None:
@@ -75,19 +111,27 @@ def main() -> None:
     from nemo_minitron.stages.pretrain import pretrain, read_summary
 
     run_dir = args.run_dir.expanduser().resolve()
-    train = dataclasses.replace(TEACHER_TRAIN, work_dir=str(run_dir / "work"), progress=False,
-                                max_steps=args.max_steps or TEACHER_TRAIN.max_steps)
+    max_steps = args.max_steps or TEACHER_TRAIN.max_steps
     final = run_dir / "final"
     done = read_summary(final)
-    if done is not None and done.get("steps", 0) >= train.max_steps:
-        print(f"[teacher] {final} already holds the finished run ({done['steps']} steps)")
+    if done is not None and done.get("first_step", 0) + done.get("steps", 0) >= max_steps:
+        print(f"[teacher] {final} already holds the finished run ({done.get('first_step', 0) + done['steps']} steps)")
         return
-    print(f"[teacher] {train.max_steps} steps x {train.global_batch_size} x {train.seq_length} tokens = "
-          f"{train.max_steps * train.global_batch_size * train.seq_length / 1e6:.1f}M tokens; "
+    plan = warm_start_plan(run_dir, args.snapshot_dir, max_steps) or {"first_step": 0, "init_from": None}
+    first = plan["first_step"]
+    train = dataclasses.replace(TEACHER_TRAIN, work_dir=str(run_dir / "work"), progress=False,
+                                max_steps=max_steps - first)
+    optim = TEACHER_OPTIM
+    if first:  # a new optimizer: a short warmup, then the rest of the planned schedule
+        warmup = WARM_RESTART_WARMUP
+        optim = dataclasses.replace(optim, warmup_steps=warmup,
+                                    decay_steps=min(optim.decay_steps, train.max_steps - warmup))
+    print(f"[teacher] steps {first}..{max_steps} x {train.global_batch_size} x {train.seq_length} tokens = "
+          f"{max_steps * train.global_batch_size * train.seq_length / 1e6:.1f}M tokens in all; "
           f"{torch.get_num_threads()} thread(s); work folder {train.work_dir}", flush=True)
-    summary = pretrain(save_path=str(final), arch_name="teacher", corpus="teacher", train=train, optim=TEACHER_OPTIM,
+    summary = pretrain(save_path=str(final), arch_name="teacher", corpus="teacher", train=train, optim=optim,
                        snapshot_path=str(args.snapshot_dir), snapshot_every=args.snapshot_every,
-                       force=done is not None)
+                       force=done is not None, init_from=plan["init_from"], first_step=first)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=1, default=str))
 
 

@@ -251,3 +251,76 @@ def test_recipe_is_the_script_settings():
     TEACHER_OPTIM.check(TEACHER_TRAIN)
     assert math.isclose(TEACHER_OPTIM.decay_steps / TEACHER_TRAIN.max_steps, 0.2)
     assert json.loads((TEACHER_TOKENIZER_DIR / "corpus_manifest.json").read_text())["totals"]["train_bytes"] > 20e6
+
+
+# ----------------------------------------------------------------------------- the long run: resume, extend, warm start
+SMALL = dict(family="nemotron_h", pattern="M-*-", hidden_size=64, vocab_size=32000, ffn_hidden_size=128,
+             num_attention_heads=4, num_query_groups=2, attention_head_dim=16, mamba_num_heads=4, mamba_head_dim=16,
+             mamba_num_groups=2, mamba_state_dim=16)
+
+
+def _run(tmp_path, name: str, max_steps: int, stop: int | None = None, **kwargs):
+    from nemo_minitron.arch import HybridArch
+    from nemo_minitron.stages.pretrain import PretrainOptim, PretrainTrain, pretrain
+
+    train = PretrainTrain(max_steps=max_steps, seq_length=64, micro_batch_size=4, global_batch_size=8,
+                          val_check_interval=2, limit_val_batches=1, checkpoint_every=1, keep_work=True,
+                          progress=False, stop_after_steps=stop, work_dir=str(tmp_path / f"{name}.work"))
+    optim = kwargs.pop("optim", PretrainOptim(lr=1e-2, warmup_steps=1, schedule="wsd", decay_steps=2))
+    return pretrain(str(tmp_path / name), arch=HybridArch(**SMALL), train=train, optim=optim,
+                    snapshot_path=str(tmp_path / f"{name}.snap"), snapshot_every=2, force=True, **kwargs)
+
+
+def _curve(tmp_path, name: str) -> dict:
+    from nemo_minitron.train.longrun import read_curve
+
+    return {(r["kind"], r["step"]): r for r in read_curve(tmp_path / f"{name}.work" / "curve.jsonl")}
+
+
+def test_long_run_resumes_and_extends_exactly(tmp_path):
+    """Uninterrupted 6 steps == 3 steps of a 5-step plan, then resumed and extended to 6 (WSD: the
+    decay had not begun): same losses at every step, same final model; snapshots are loadable bf16."""
+    from nemo_minitron.models import load_model
+    from nemo_minitron.train.longrun import CURVE_FILE, STATE_FILE
+
+    reference = _run(tmp_path, "a", 6)
+    first = _run(tmp_path, "b", 5, stop=3)
+    assert first["steps"] == 3 and not first["finished"]
+    state = json.loads((tmp_path / "b.snap" / STATE_FILE).read_text())
+    assert state["step"] == 3 and state["dtype"] == "bfloat16"  # written when the run stopped
+    extended = _run(tmp_path, "b", 6)
+    assert extended["finished"] and extended["resumed_from_step"] == 3
+    assert extended["val_loss"] == pytest.approx(reference["val_loss"], abs=1e-5)
+    a, b = _curve(tmp_path, "a"), _curve(tmp_path, "b")
+    assert set(b) - set(a) == {("val", 3)} and ("val", 6) in a  # b also validated where it stopped
+    for key in a:
+        for field in ("train_loss", "lr", "val_loss"):
+            if field in a[key]:
+                assert b[key][field] == pytest.approx(a[key][field], abs=1e-5), (key, field)
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(tmp_path / "b.snap" / "model.safetensors").values()} == {torch.bfloat16}
+    snap = load_model(tmp_path / "b.snap")
+    final = load_model(tmp_path / "b")
+    for (name, p), q in zip(final.named_parameters(), snap.parameters()):
+        assert torch.allclose(p.to(torch.bfloat16).float(), q.float()), name
+    assert (tmp_path / "b.snap" / CURVE_FILE).is_file()
+    assert json.loads((tmp_path / "b.snap" / STATE_FILE).read_text())["step"] == 6
+
+
+def test_warm_start_continues_the_data_and_the_step_count(tmp_path):
+    from nemo_minitron.train.data import StepBatchSampler
+
+    plain = StepBatchSampler(100, 4, total_batches=10, seed=3)
+    moved = StepBatchSampler(100, 4, total_batches=4, seed=3, offset=6)
+    assert list(moved) == list(plain)[6:10]
+
+    _run(tmp_path, "c", 6, stop=2)  # snapshot at step 2, where it stopped
+    warm = _run(tmp_path, "w", 4, init_from=str(tmp_path / "c.snap"), first_step=2)
+    assert warm["finished"] and warm["first_step"] == 2 and warm["init_from"] == str(tmp_path / "c.snap")
+    steps = sorted(step for kind, step in _curve(tmp_path, "w") if kind == "train")
+    assert steps[0] == 3 and steps[-1] == 6
+    from nemo_minitron.stages.pretrain import PretrainOptim
+
+    with pytest.raises(ValueError, match="first_step=2 needs init_from"):
+        _run(tmp_path, "x", 4, first_step=2, optim=PretrainOptim(warmup_steps=1))

@@ -60,7 +60,7 @@ def read_summary(save_path: str | Path) -> Optional[Dict[str, Any]]:
 def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train: PretrainTrain = PretrainTrain(),
              optim: PretrainOptim = PretrainOptim(), arch: Optional[HybridArch] = None,
              overwrite: bool = False, corpus: str = "default", snapshot_path: Optional[str] = None,
-             snapshot_every: int = 0) -> Dict[str, Any]:
+             snapshot_every: int = 0, init_from: Optional[str] = None, first_step: int = 0) -> Dict[str, Any]:
     """Train a small NemotronH teacher on the offline corpus and save it as an HF checkpoint.
 
     Returns the training summary (also saved as ``train_summary.json`` beside the weights).
@@ -83,10 +83,16 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
             measure the default corpus's held-out documents, ``old_split``).
         snapshot_path: a folder for a bf16 HF snapshot every ``snapshot_every`` steps and at the end
             (a long run's progress that outlives the work folder; see ``train.longrun``).
+        init_from, first_step: continue another run (a warm start): start from the weights of the HF
+            checkpoint ``init_from`` (of this arch) instead of a random init, and train on the data from
+            that run's step ``first_step`` on; logs and snapshots count steps from that run's start.
+            ``train`` and ``optim`` describe this run (its own steps, warmup and decay).
     """
     import lightning as L
 
-    check_training_paths("pretrain", save_path, SUMMARY_FILE, overwrite, train, checkpoints={})
+    if first_step < 0 or (first_step and not init_from):
+        raise ValueError(f"first_step={first_step} needs init_from (the weights of the run it continues)")
+    check_training_paths("pretrain", save_path, SUMMARY_FILE, overwrite, train, checkpoints={"init_from": init_from})
 
     config = {"arch_name": arch_name, "corpus": corpus, "train": dataclasses.asdict(train),
               "optim": dataclasses.asdict(optim)}
@@ -115,7 +121,7 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
     val_rows = cached_packed_corpus("validation", train.seq_length, corpus=corpus)
     baseline = unigram_loss(train_rows, val_rows[:, 1:], arch.vocab_size)
 
-    model = build_model(arch, seed=train.seed)
+    model = build_model(arch, seed=train.seed) if init_from is None else _warm_start(init_from, arch)
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):  # generate() stops at the tokenizer's EOS
         setattr(model.config, name, getattr(tokenizer, name))
         setattr(model.generation_config, name, getattr(tokenizer, name))
@@ -129,19 +135,21 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
     periodic = val_rows if corpus == "default" else val_rows[torch.randperm(
         len(val_rows), generator=torch.Generator().manual_seed(train.seed))]
     data = StepData(PackedRows(train_rows), train.micro_batch_size, train.max_steps, seed=train.seed,
-                    val=PackedRows(periodic))
+                    val=PackedRows(periodic), first_step=first_step)
     work = work_dir_of(train, str(out))
     tokens_per_step = train.global_batch_size * train.seq_length
     curve = TrainingCurve(work / CURVE_FILE, every=max(1, min(10, train.max_steps // 10)),
                           tokens_per_step=tokens_per_step, max_steps=train.max_steps, val=val,
                           held_out={"old_split": held_out("default", "validation", None, tokenizer, train.seq_length)}
-                          if corpus != "default" else None, batch_size=train.micro_batch_size)
+                          if corpus != "default" else None, batch_size=train.micro_batch_size, first_step=first_step)
     callbacks: list[Any] = [curve]
     if snapshot_path and snapshot_every > 0:
         state = {"arch": arch.to_dict(), "corpus": corpus, "config": config, "tokens_per_step": tokens_per_step,
+                 "first_step": first_step, "init_from": init_from,
                  "command": _command(out, arch_name, arch, train, optim, corpus)}
         callbacks.append(HFSnapshot(Path(snapshot_path), snapshot_every, tokenizer,
-                                    lambda: {**state, "versions": _versions()}, curve=work / CURVE_FILE))
+                                    lambda: {**state, "versions": _versions()}, curve=work / CURVE_FILE,
+                                    first_step=first_step))
     cpu_fit = time.process_time()
     result = fit(module, data, train, optim, str(out), tokens_per_row=train.seq_length, callbacks=callbacks)
     train_cpu_seconds = time.process_time() - cpu_fit  # wall time / threads on an idle machine
@@ -151,6 +159,8 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
         "arch_description": arch.describe(),
         "num_params": arch.num_params(),
         "dtype": "float32",
+        "init_from": init_from,
+        "first_step": first_step,
         "steps": steps,
         "finished": result.finished,
         "resumed_from": result.summary["resumed_from"],
@@ -222,6 +232,17 @@ def _versions() -> Dict[str, str]:
     import transformers
 
     return {"torch": torch.__version__, "transformers": transformers.__version__, "lightning": L.__version__}
+
+
+def _warm_start(path: str, arch: HybridArch) -> torch.nn.Module:
+    """The model of checkpoint ``path`` in float32, refused unless it has the shape being trained."""
+    from nemo_minitron.models import load_model
+
+    model = load_model(path, dtype=torch.float32)
+    found = HybridArch.from_hf_config(model.config)
+    if found != arch:
+        raise ValueError(f"init_from={path} is {found.describe()}, not the arch being trained ({arch.describe()})")
+    return model
 
 
 def held_out(corpus: str, split: str, rows: Optional[torch.Tensor], tokenizer: Any, seq_len: int) -> HeldOut:

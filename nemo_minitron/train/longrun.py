@@ -61,8 +61,9 @@ class TrainingCurve(L.Callback):
 
     def __init__(self, path: Path, every: int, tokens_per_step: int, max_steps: int,
                  val: Optional[HeldOut] = None, held_out: Optional[Mapping[str, HeldOut]] = None,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, first_step: int = 0) -> None:
         self.path, self.every, self.tokens_per_step, self.max_steps = Path(path), every, tokens_per_step, max_steps
+        self.first_step = first_step  # steps are counted from the start of the run this one continues
         self.val, self.held_out, self.batch_size = val, dict(held_out or {}), batch_size
         self._last_step: Optional[int] = None
         self._last_time = time.perf_counter()
@@ -74,14 +75,15 @@ class TrainingCurve(L.Callback):
             handle.write(json.dumps(record) + "\n")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_step, self._last_time = trainer.global_step, time.perf_counter()  # a resumed run starts later
+        self._last_step = trainer.global_step + self.first_step  # a resumed run starts later
+        self._last_time = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if torch.is_tensor(loss):
-            self._losses.append(float(loss.detach()))
-        step = trainer.global_step
+        if torch.is_tensor(loss):  # Lightning hands over the loss divided by the accumulation count
+            self._losses.append(float(loss.detach()) * trainer.accumulate_grad_batches)
+        step = trainer.global_step + self.first_step
         if not trainer.is_global_zero or step == self._last_step or step % self.every:
             return
         now = time.perf_counter()
@@ -94,8 +96,8 @@ class TrainingCurve(L.Callback):
             "time": time.time(),
         }
         self._write(record)
-        left = (self.max_steps - step) * self.tokens_per_step / max(record["tokens_per_s"], 1e-9)
-        print(f"[train] step {step}/{self.max_steps} tokens {record['tokens'] / 1e6:.2f}M loss "
+        left = (self.first_step + self.max_steps - step) * self.tokens_per_step / max(record["tokens_per_s"], 1e-9)
+        print(f"[train] step {step}/{self.first_step + self.max_steps} tokens {record['tokens'] / 1e6:.2f}M loss "
               f"{record['train_loss']:.3f} lr {record['lr']:.2e} {record['tokens_per_s']:.0f} tok/s "
               f"eta {left / 3600:.1f} h", flush=True)
         self._last_step, self._last_time, self._losses = step, now, []
@@ -103,7 +105,7 @@ class TrainingCurve(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
-        step = trainer.global_step
+        step = trainer.global_step + self.first_step
         record: dict[str, Any] = {"kind": "val", "step": step, "tokens": step * self.tokens_per_step,
                                   "time": time.time()}
         val_loss = trainer.callback_metrics.get("val_loss")
@@ -131,19 +133,19 @@ class HFSnapshot(L.Callback):
     """
 
     def __init__(self, folder: Path, every: int, tokenizer: Any, state: Callable[[], dict[str, Any]],
-                 curve: Optional[Path] = None, dtype: torch.dtype = torch.bfloat16) -> None:
+                 curve: Optional[Path] = None, dtype: torch.dtype = torch.bfloat16, first_step: int = 0) -> None:
         folder = Path(folder)
         if folder.is_dir() and any(folder.iterdir()) and not (folder / STATE_FILE).is_file():
             raise FileExistsError(f"snapshot folder {folder} holds files that are not a training snapshot "
                                   f"(no {STATE_FILE}); choose another folder")
         self.folder, self.every, self.tokenizer, self.state = folder, every, tokenizer, state
-        self.curve, self.dtype = curve, dtype
+        self.curve, self.dtype, self.first_step = curve, dtype, first_step
         self._saved_step: Optional[int] = None
 
     def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from nemo_minitron.models import save_checkpoint
 
-        step = trainer.global_step
+        step = trainer.global_step + self.first_step
         if not trainer.is_global_zero or step == self._saved_step:
             return
         model = copy.deepcopy(getattr(pl_module, "model", pl_module)).eval()
@@ -161,7 +163,8 @@ class HFSnapshot(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if trainer.global_step and trainer.global_step % self.every == 0:
+        step = trainer.global_step + self.first_step
+        if trainer.global_step and step % self.every == 0:
             self.save(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
