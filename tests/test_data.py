@@ -28,12 +28,12 @@ from nemo_minitron.data import (
 )
 from nemo_minitron.data import corpus as corpus_module
 
+from conftest import private_cache
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Keep test artifacts out of the user's ~/.cache/nemo_minitron."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NEMO_MINITRON_CACHE", str(tmp_path_factory.mktemp("nemo_minitron_cache")))
+    with private_cache(tmp_path_factory, "nemo_minitron_cache"):
         yield
 
 

@@ -21,6 +21,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import lr_trace, private_cache
 from nemo_minitron.arch import PRESETS
 from nemo_minitron.data import corpus as corpus_module
 from nemo_minitron.data import sources as sources_module
@@ -36,8 +37,7 @@ OFFLINE_SOURCES = tuple(source_named(n) for n in ("gensim-wikipedia", "gensim-le
 
 @pytest.fixture(scope="module", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NEMO_MINITRON_CACHE", str(tmp_path_factory.mktemp("teacher_cache")))
+    with private_cache(tmp_path_factory, "teacher_cache"):
         yield
 
 
@@ -208,14 +208,7 @@ def test_teacher_preset_counts_and_budget():
 
 # ----------------------------------------------------------------------------- schedule
 def _lrs(scheduler_args: dict, steps: int) -> list[float]:
-    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = wsd_with_warmup(opt, **scheduler_args)
-    out = []
-    for _ in range(steps):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
+    return lr_trace(lambda opt: wsd_with_warmup(opt, **scheduler_args), steps)
 
 
 def test_wsd_schedule_and_extension():
