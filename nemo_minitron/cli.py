@@ -92,8 +92,8 @@ STAGES: Dict[str, Stage] = {
     ),
     "pretrain": Stage(
         "nemo_minitron.stages.pretrain:pretrain",
-        "train the built-in tiny NemotronH teacher on the offline corpus (cached)",
-        recipes=("recipes.tiny",),
+        "train a NemotronH teacher on an offline corpus (the tiny one, or the shipped teacher: --factory teacher)",
+        recipes=("recipes.tiny", "recipes.teacher"),
     ),
     "prune": Stage(
         "nemo_minitron.stages.prune:prune",

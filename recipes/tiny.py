@@ -40,7 +40,7 @@ DEMO_DIR = "outputs/demo"
 DEMO_TEACHER_DIR = f"{DEMO_DIR}/teacher"
 
 #: Arguments that are per-run switches or Python-only, never part of the recipe.
-_NOT_RECIPE = ("save_path", "force", "arch", "overwrite")
+_NOT_RECIPE = ("save_path", "force", "arch", "overwrite", "snapshot_path", "snapshot_every", "init_from", "first_step")
 #: Config fields that are per-run switches (where to work, what to keep, when to stop, bars).
 _NOT_RECIPE_FIELDS = ("work_dir", "keep_work", "stop_after_steps", "progress", "ssm_chunk_size")
 

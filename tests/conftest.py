@@ -6,6 +6,8 @@ Everything here runs offline on CPU in milliseconds. Other test modules use thes
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import sys
 from pathlib import Path
@@ -201,3 +203,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def private_cache(tmp_path_factory: pytest.TempPathFactory, name: str):
+    """``$NEMO_MINITRON_CACHE`` pointed at a fresh folder for the duration (test artifacts stay out
+    of the user's ~/.cache/nemo_minitron); for a module-scoped autouse fixture."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEMO_MINITRON_CACHE", str(tmp_path_factory.mktemp(name)))
+        yield
+
+
+def lr_trace(make_scheduler, steps: int) -> list[float]:
+    """The learning rates a scheduler gives over ``steps`` steps of an optimizer of base LR 1.0
+    (``make_scheduler(optimizer)`` builds it)."""
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer)
+    out = []
+    for _ in range(steps):
+        out.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return out

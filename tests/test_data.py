@@ -28,12 +28,12 @@ from nemo_minitron.data import (
 )
 from nemo_minitron.data import corpus as corpus_module
 
+from conftest import private_cache
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Keep test artifacts out of the user's ~/.cache/nemo_minitron."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NEMO_MINITRON_CACHE", str(tmp_path_factory.mktemp("nemo_minitron_cache")))
+    with private_cache(tmp_path_factory, "nemo_minitron_cache"):
         yield
 
 
@@ -128,8 +128,8 @@ def test_corpus_split_deterministic_disjoint_nontrivial(splits):
     again = load_default_corpus()
     assert again == splits
     # membership depends on the document alone (sha256), not on order or process
-    assert all(corpus_module._in_validation(d, 0.05) for d in validation)
-    assert not any(corpus_module._in_validation(d, 0.05) for d in train[:50])
+    assert all(corpus_module.in_validation(d, 0.05) for d in validation)
+    assert not any(corpus_module.in_validation(d, 0.05) for d in train[:50])
     # a larger fraction only moves documents into validation
     bigger = load_default_corpus(0.2)
     assert set(validation) <= set(bigger.validation)

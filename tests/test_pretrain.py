@@ -20,6 +20,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import lr_trace
 from nemo_minitron.arch import HybridArch
 from nemo_minitron.models import load_model, load_tokenizer
 from nemo_minitron.stages.pretrain import (SUMMARY_FILE, PretrainOptim, PretrainTrain, default_teacher_dir,
@@ -39,14 +40,7 @@ RUN = dict(arch=SMALL_ARCH, train=PretrainTrain(max_steps=10, seq_length=64, mic
 
 # ----------------------------------------------------------------------------- train/
 def _lrs(warmup: int, total: int, min_ratio: float, steps: int) -> list[float]:
-    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = cosine_with_warmup(opt, warmup, total, min_ratio)
-    lrs = []
-    for _ in range(steps):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return lrs
+    return lr_trace(lambda opt: cosine_with_warmup(opt, warmup, total, min_ratio), steps)
 
 
 def test_schedule_warms_up_linearly_then_decays_to_min_ratio():

@@ -1,4 +1,9 @@
-"""The default English corpus: real text that ships inside the ``gensim`` wheel.
+"""The offline English corpora: the small default one (gensim's test data) and the teacher's.
+
+The default corpus is real text that ships inside the ``gensim`` wheel; the teacher corpus
+(:func:`load_teacher_corpus`) adds the sources of ``nemo_minitron.data.sources``, deduplicated
+and kept clear of benchmark text. Both split documents the same way (:func:`in_validation`), so
+the default corpus's held-out documents are held out of the teacher corpus too.
 
 Calibration (importance scores), distillation smoke runs and tests need natural English that
 is available offline and identical on every machine. gensim's test data holds a 206-page
@@ -138,7 +143,7 @@ def load_lee_news(path: Path | None = None) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _in_validation(doc: str, validation_fraction: float) -> bool:
+def in_validation(doc: str, validation_fraction: float) -> bool:
     """Stable split: a document's side depends only on its own bytes (sha256), never on
     ``PYTHONHASHSEED``, order or machine."""
     digest = hashlib.sha256(doc.encode("utf-8")).digest()
@@ -158,5 +163,5 @@ def load_default_corpus(validation_fraction: float = 0.05) -> CorpusSplits:
     train: list[str] = []
     validation: list[str] = []
     for doc in _default_documents():
-        (validation if _in_validation(doc, validation_fraction) else train).append(doc)
+        (validation if in_validation(doc, validation_fraction) else train).append(doc)
     return CorpusSplits(train=train, validation=validation)

@@ -110,12 +110,14 @@ def tokenize_and_pack(
 
 
 def _fingerprint(docs: Sequence[str], tokenizer: transformers.PreTrainedTokenizerBase,
-                 seq_len: int) -> str:
+                 seq_len: int, add_bos: bool = False) -> str:
     """Hash everything the packed tensor depends on: texts, tokenizer, library, format."""
     h = hashlib.sha256()
     h.update(f"v{_PACKING_FORMAT_VERSION}|{seq_len}|{transformers.__version__}|".encode())
     h.update(f"{Path(str(tokenizer.name_or_path)).name}|{len(tokenizer)}|".encode())
     h.update(f"{tokenizer.eos_token_id}|{tokenizer.pad_token_id}|".encode())
+    if add_bos:  # (absent for add_bos=False, so caches of the default corpus keep their names)
+        h.update(f"bos{tokenizer.bos_token_id}|".encode())
     for doc in docs:
         data = doc.encode("utf-8")
         h.update(len(data).to_bytes(8, "little"))
@@ -130,32 +132,65 @@ def _atomic_save(tensor: torch.Tensor, path: Path, metadata: dict[str, str]) -> 
         save_file({"input_ids": tensor.contiguous()}, str(tmp), metadata=metadata)
 
 
-def cached_packed_corpus(split: str, seq_len: int,
-                         validation_fraction: float = 0.05) -> torch.LongTensor:
-    """The default corpus split, tokenized with the default tokenizer and packed.
-
-    Cached under ``cache_dir()/packed/`` as safetensors keyed by split, seq_len and a content
-    fingerprint, so repeated runs (tests, demo, recipes) skip tokenization; any change of
-    texts, tokenizer or transformers version yields a new file. Trailing partial row dropped.
-    """
-    from nemo_minitron.data.corpus import load_default_corpus
-    from nemo_minitron.data.tokenizer import load_default_tokenizer
-
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+def cached_packed(docs: Sequence[str], tokenizer: transformers.PreTrainedTokenizerBase, seq_len: int, name: str,
+                  add_bos: bool = False) -> torch.LongTensor:
+    """``tokenize_and_pack(docs, ...)`` (trailing partial row dropped), cached under
+    ``cache_dir()/packed/`` as safetensors keyed by ``name``, seq_len and a content fingerprint, so
+    repeated runs (tests, demo, recipes) skip tokenization; any change of texts, tokenizer or
+    transformers version yields a new file."""
     _check_seq_len(seq_len)
-    docs = getattr(load_default_corpus(validation_fraction), split)
-    tokenizer = load_default_tokenizer()
-    fingerprint = _fingerprint(docs, tokenizer, seq_len)
+    fingerprint = _fingerprint(docs, tokenizer, seq_len, add_bos)
     folder = cache_dir() / "packed"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"default-{split}-L{seq_len}-{fingerprint}.safetensors"
+    path = folder / f"{name}-L{seq_len}-{fingerprint}.safetensors"
     if path.is_file():
         try:
             return load_file(path)["input_ids"]
         except Exception:  # truncated/corrupt file from an old crash: rebuild below
             pass
-    packed = tokenize_and_pack(docs, tokenizer, seq_len, drop_last=True)
-    _atomic_save(packed, path, {"split": split, "seq_len": str(seq_len),
-                                "fingerprint": fingerprint, "n_docs": str(len(docs))})
+    packed = tokenize_and_pack(docs, tokenizer, seq_len, drop_last=True, add_bos=add_bos)
+    _atomic_save(packed, path, {"name": name, "seq_len": str(seq_len), "fingerprint": fingerprint,
+                                "n_docs": str(len(docs))})
     return packed
+
+
+#: The corpora :func:`cached_packed_corpus` packs, by name.
+CORPORA = ("default", "teacher")
+
+
+def corpus_documents(corpus: str, split: str, validation_fraction: float = 0.05) -> list[str]:
+    """The documents of one split of a named corpus: "default" (gensim's Wikipedia sample and Lee
+    news) or "teacher" (every source of ``data.sources``, at its fixed held-out fraction)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if corpus == "default":
+        from nemo_minitron.data.corpus import load_default_corpus
+
+        return list(getattr(load_default_corpus(validation_fraction), split))
+    if corpus == "teacher":
+        from nemo_minitron.data.teacher_corpus import VALIDATION_FRACTION, load_teacher_corpus
+
+        if validation_fraction != VALIDATION_FRACTION:
+            raise ValueError(f"the teacher corpus is split at {VALIDATION_FRACTION}, got {validation_fraction}")
+        return list(getattr(load_teacher_corpus().splits(), split))
+    raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
+
+
+def corpus_tokenizer(corpus: str) -> transformers.PreTrainedTokenizerBase:
+    """The tokenizer a corpus is trained with: the default SentencePiece, or the teacher's BPE."""
+    from nemo_minitron.data.tokenizer import load_default_tokenizer, load_teacher_tokenizer
+
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
+    return load_default_tokenizer() if corpus == "default" else load_teacher_tokenizer()
+
+
+def cached_packed_corpus(split: str, seq_len: int, validation_fraction: float = 0.05,
+                         corpus: str = "default") -> torch.LongTensor:
+    """A corpus split, tokenized with the corpus's tokenizer and packed (cached: :func:`cached_packed`).
+
+    The teacher corpus is packed with ``<s>`` before each document (the teacher starts every text
+    from it, as lm-eval's rolling log-likelihood does); the default corpus without, as before.
+    """
+    docs = corpus_documents(corpus, split, validation_fraction)
+    return cached_packed(docs, corpus_tokenizer(corpus), seq_len, f"{corpus}-{split}", add_bos=corpus == "teacher")

@@ -1,4 +1,4 @@
-"""The default tokenizer: a real 32000-token SentencePiece model that works offline.
+"""The tokenizers: the default 32000-token SentencePiece model, and the teacher's own 8192-token BPE.
 
 Tests, the demo and tiny recipes need a realistic tokenizer without touching the Hugging Face
 Hub. ``mistral_common`` ships the Mistral-7B v1 SentencePiece model inside its wheel, so we
@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import transformers
@@ -83,3 +84,47 @@ def load_default_tokenizer() -> transformers.PreTrainedTokenizerBase:
             raise RuntimeError(f"default tokenizer has no {name}")
     tokenizer.pad_token = tokenizer.unk_token
     return tokenizer
+
+
+# --------------------------------------------------------------------------- the teacher's own BPE
+#: Where the teacher's tokenizer ships (inside the package, so a wheel installs it).
+TEACHER_TOKENIZER_DIR = Path(__file__).parent / "english-bpe-8k"
+TEACHER_VOCAB = 8192
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = TEACHER_VOCAB,
+                        show_progress: bool = True) -> transformers.PreTrainedTokenizerFast:
+    """A byte-level BPE (``tokenizers``) trained on ``texts``, as an HF fast tokenizer.
+
+    Byte-level: every string encodes (no unknown token) and decodes back exactly. Digits are split
+    one by one (as Llama and Nemotron-H do) so numbers do not become arbitrary multi-digit tokens.
+    Encoding with special tokens prepends ``<s>`` (as the default tokenizer does); ``</s>``
+    separates packed documents; ``<pad>`` pads and never occurs in text.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    # Ids 0, 1, 2 = pad, bos, eos: the special-token ids NemotronH configs default to.
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS], min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B",
+                                                       special_tokens=[(BOS, bos_id)])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                                                model_max_length=1_000_000, clean_up_tokenization_spaces=False)
+
+
+def load_teacher_tokenizer(path: str | Path = TEACHER_TOKENIZER_DIR) -> transformers.PreTrainedTokenizerBase:
+    """The teacher's 8192-token BPE (shipped in the package; ``scripts/train_teacher.py`` made it)."""
+    path = Path(path)
+    if not (path / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"no tokenizer in {path}; build it with `python scripts/train_teacher.py "
+                                "--tokenizer-only`")
+    return transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)

@@ -21,7 +21,8 @@ import torch
 from nemo_minitron.arch import HybridArch, preset
 from nemo_minitron.train import (CausalLMModule, OptimConfig, PackedRows, StepData, TrainConfig, fit, packed_loader,
                                  unigram_loss, validation_loss)
-from nemo_minitron.train.trainer import LOGS_SUBDIR
+from nemo_minitron.train.longrun import CURVE_FILE, HeldOut, HFSnapshot, TrainingCurve
+from nemo_minitron.train.trainer import LOGS_SUBDIR, work_dir_of
 
 from ._training import check_training_paths, moved_to_configs
 from .renames import renamed
@@ -58,7 +59,8 @@ def read_summary(save_path: str | Path) -> Optional[Dict[str, Any]]:
                             val_every="train.val_check_interval", val_batches="train.limit_val_batches"))
 def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train: PretrainTrain = PretrainTrain(),
              optim: PretrainOptim = PretrainOptim(), arch: Optional[HybridArch] = None,
-             overwrite: bool = False) -> Dict[str, Any]:
+             overwrite: bool = False, corpus: str = "default", snapshot_path: Optional[str] = None,
+             snapshot_every: int = 0, init_from: Optional[str] = None, first_step: int = 0) -> Dict[str, Any]:
     """Train a small NemotronH teacher on the offline corpus and save it as an HF checkpoint.
 
     Returns the training summary (also saved as ``train_summary.json`` beside the weights).
@@ -76,15 +78,29 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
         arch: an explicit shape (Python API; overrides ``arch_name``), e.g. for tests.
         overwrite: allow a non-empty ``save_path`` that is not a pretrain output (its contents are
             replaced); an earlier pretrain output is always reused (or replaced with ``force``).
+        corpus: "default" (gensim's text, the 32000-token SentencePiece) or "teacher" (the teacher
+            corpus of ``data.teacher_corpus`` with its 8192-token BPE; its periodic validations also
+            measure the default corpus's held-out documents, ``old_split``).
+        snapshot_path: a folder for a bf16 HF snapshot every ``snapshot_every`` steps and at the end
+            (a long run's progress that outlives the work folder; see ``train.longrun``).
+        init_from, first_step: continue another run (a warm start): start from the weights of the HF
+            checkpoint ``init_from`` (of this arch) instead of a random init, and train on the data from
+            that run's step ``first_step`` on; logs and snapshots count steps from that run's start.
+            ``train`` and ``optim`` describe this run (its own steps, warmup and decay).
     """
     import lightning as L
 
-    check_training_paths("pretrain", save_path, SUMMARY_FILE, overwrite, train, checkpoints={})
+    if first_step < 0 or (first_step and not init_from):
+        raise ValueError(f"first_step={first_step} needs init_from (the weights of the run it continues)")
+    check_training_paths("pretrain", save_path, SUMMARY_FILE, overwrite, train, checkpoints={"init_from": init_from})
 
-    config = {"arch_name": arch_name, "train": dataclasses.asdict(train), "optim": dataclasses.asdict(optim)}
+    config = {"arch_name": arch_name, "corpus": corpus, "train": dataclasses.asdict(train),
+              "optim": dataclasses.asdict(optim)}
     config = json.loads(json.dumps(config))
-    from nemo_minitron.data import cached_packed_corpus, load_default_tokenizer
+    from nemo_minitron.data import cached_packed_corpus
+    from nemo_minitron.data.packing import corpus_tokenizer
     from nemo_minitron.models import build_model, save_checkpoint
+    from nemo_minitron.models.runtime import set_ssm_chunk_size
 
     out = Path(save_path).expanduser()
     if not force:
@@ -98,21 +114,44 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
     optim.check(train)
     L.seed_everything(train.seed, workers=True)
     arch = (arch or preset(arch_name)).validate()
-    tokenizer = load_default_tokenizer()
+    tokenizer = corpus_tokenizer(corpus)
     if arch.vocab_size < len(tokenizer):
         raise ValueError(f"arch vocab_size={arch.vocab_size} is smaller than the tokenizer's {len(tokenizer)}")
-    train_rows = cached_packed_corpus("train", train.seq_length)
-    val_rows = cached_packed_corpus("validation", train.seq_length)
+    train_rows = cached_packed_corpus("train", train.seq_length, corpus=corpus)
+    val_rows = cached_packed_corpus("validation", train.seq_length, corpus=corpus)
     baseline = unigram_loss(train_rows, val_rows[:, 1:], arch.vocab_size)
 
-    model = build_model(arch, seed=train.seed)
+    model = build_model(arch, seed=train.seed) if init_from is None else _warm_start(init_from, arch)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):  # generate() stops at the tokenizer's EOS
+        setattr(model.config, name, getattr(tokenizer, name))
+        setattr(model.generation_config, name, getattr(tokenizer, name))
+    set_ssm_chunk_size(model, train.ssm_chunk_size)
     module = CausalLMModule(model, optim=optim, total_steps=train.max_steps)
-    print(f"[pretrain] training {arch.describe()}")
-    initial_val_loss = validation_loss(model, val_rows, train.micro_batch_size)
+    print(f"[pretrain] training {arch.describe()} on the {corpus} corpus")
+    initial_val_loss = validation_loss(model, val_rows[:64], train.micro_batch_size)
+    val = held_out(corpus, "validation", val_rows, tokenizer, train.seq_length)
+    # Periodic validations read the first train.limit_val_batches batches: a seeded sample of the split
+    # for the teacher corpus (its documents are in source order); the default corpus keeps its order.
+    periodic = val_rows if corpus == "default" else val_rows[torch.randperm(
+        len(val_rows), generator=torch.Generator().manual_seed(train.seed))]
     data = StepData(PackedRows(train_rows), train.micro_batch_size, train.max_steps, seed=train.seed,
-                    val=PackedRows(val_rows))
+                    val=PackedRows(periodic), first_step=first_step)
+    work = work_dir_of(train, str(out))
+    tokens_per_step = train.global_batch_size * train.seq_length
+    curve = TrainingCurve(work / CURVE_FILE, every=max(1, min(10, train.max_steps // 10)),
+                          tokens_per_step=tokens_per_step, max_steps=train.max_steps, val=val,
+                          held_out={"old_split": held_out("default", "validation", None, tokenizer, train.seq_length)}
+                          if corpus != "default" else None, batch_size=train.micro_batch_size, first_step=first_step)
+    callbacks: list[Any] = [curve]
+    if snapshot_path and snapshot_every > 0:
+        state = {"arch": arch.to_dict(), "corpus": corpus, "config": config, "tokens_per_step": tokens_per_step,
+                 "first_step": first_step, "init_from": init_from,
+                 "command": _command(out, arch_name, arch, train, optim, corpus)}
+        callbacks.append(HFSnapshot(Path(snapshot_path), snapshot_every, tokenizer,
+                                    lambda: {**state, "versions": _versions()}, curve=work / CURVE_FILE,
+                                    first_step=first_step))
     cpu_fit = time.process_time()
-    result = fit(module, data, train, optim, str(out), tokens_per_row=train.seq_length)
+    result = fit(module, data, train, optim, str(out), tokens_per_row=train.seq_length, callbacks=callbacks)
     train_cpu_seconds = time.process_time() - cpu_fit  # wall time / threads on an idle machine
     trainer, steps = result.trainer, result.summary["steps"]
     summary: Dict[str, Any] = {
@@ -120,6 +159,8 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
         "arch_description": arch.describe(),
         "num_params": arch.num_params(),
         "dtype": "float32",
+        "init_from": init_from,
+        "first_step": first_step,
         "steps": steps,
         "finished": result.finished,
         "resumed_from": result.summary["resumed_from"],
@@ -134,7 +175,9 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
         return {**summary, "cached": False, "save_path": str(out)}
     val_loss = _full_validation(trainer, module, packed_loader(val_rows, train.micro_batch_size))
     summary.update({
+        "corpus": corpus,
         "val_loss": val_loss,
+        "val_bpb_estimate": val.bits_per_byte(val_loss),
         "unigram_loss": baseline,
         "val_minus_unigram": val_loss - baseline,
         "train_wall_s": result.summary["seconds"],
@@ -143,7 +186,7 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
         "torch_threads": torch.get_num_threads(),
         "versions": _versions(),
         "config": config,
-        "command": _command(out, arch_name, arch, train, optim),
+        "command": _command(out, arch_name, arch, train, optim, corpus),
         "argv": list(sys.argv),
     })
 
@@ -191,11 +234,40 @@ def _versions() -> Dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "lightning": L.__version__}
 
 
-def _command(out: Path, arch_name: str, arch: HybridArch, train: TrainConfig, optim: OptimConfig) -> str:
+def _warm_start(path: str, arch: HybridArch) -> torch.nn.Module:
+    """The model of checkpoint ``path`` in float32, refused unless it has the shape being trained."""
+    from nemo_minitron.models import load_model
+
+    model = load_model(path, dtype=torch.float32)
+    found = HybridArch.from_hf_config(model.config)
+    if found != arch:
+        raise ValueError(f"init_from={path} is {found.describe()}, not the arch being trained ({arch.describe()})")
+    return model
+
+
+def held_out(corpus: str, split: str, rows: Optional[torch.Tensor], tokenizer: Any, seq_len: int) -> HeldOut:
+    """A corpus split as a :class:`HeldOut`: its packed ``rows`` (None: packed here with ``tokenizer``,
+    ``<s>`` before each document, as the teacher corpus is), and its UTF-8 bytes per token, counting
+    every token of the split with the ``<s>`` / ``</s>`` around each document."""
+    from nemo_minitron.data.packing import cached_packed, corpus_documents
+
+    docs = corpus_documents(corpus, split)
+    if rows is None:
+        rows = cached_packed(docs, tokenizer, seq_len, f"{corpus}-{split}-vocab{len(tokenizer)}", add_bos=True)
+    ids = tokenizer(docs, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    n_tokens = sum(len(x) + 2 for x in ids)
+    n_bytes = sum(len(doc.encode("utf-8")) for doc in docs)
+    return HeldOut(rows=rows, bytes_per_token=n_bytes / max(1, n_tokens))
+
+
+def _command(out: Path, arch_name: str, arch: HybridArch, train: TrainConfig, optim: OptimConfig,
+             corpus: str = "default") -> str:
     """The Python call that reproduces this run (explicit arches are spelled out)."""
     from nemo_minitron.arch import PRESETS
 
     args = f"save_path={str(out)!r}, arch_name={arch_name!r}, train={train!r}, optim={optim!r}"
+    if corpus != "default":
+        args += f", corpus={corpus!r}"
     if arch_name not in PRESETS or arch != PRESETS[arch_name]:
         args += f", arch=HybridArch(**{arch.to_dict()!r})"
     return f"pretrain({args})"

@@ -95,9 +95,13 @@ class TrainConfig:
         return self.global_batch_size // (self.micro_batch_size * self.devices)
 
 
+#: Learning-rate schedules after the linear warmup (see ``train.optim``).
+SCHEDULES = ("cosine", "wsd")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW (no decay on 1-D parameters), linear warmup then cosine decay to ``min_lr_ratio x lr``.
+    """AdamW (no decay on 1-D parameters), linear warmup, then a decay to ``min_lr_ratio x lr``.
 
     Attributes:
         lr: peak learning rate.
@@ -105,6 +109,11 @@ class OptimConfig:
         warmup_steps: linear warmup steps (at most train.max_steps).
         weight_decay: AdamW decay of matrices and embeddings.
         beta1, beta2: AdamW betas (beta2 0.95 reacts faster than 0.999 to loss spikes).
+        schedule: "cosine" (decay over the whole run) or "wsd" (warmup-stable-decay: constant LR,
+            then a linear decay over the last ``decay_steps``; a run can be lengthened by raising
+            train.max_steps any time before its decay has begun, and the schedule is the same as if
+            the longer run had been planned).
+        decay_steps: length of the WSD decay (schedule "wsd" only; at most train.max_steps - warmup_steps).
     """
 
     lr: float = 1e-3
@@ -113,6 +122,8 @@ class OptimConfig:
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.95
+    schedule: str = "cosine"
+    decay_steps: int = 0
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"optim.lr={self.lr} must be > 0")
@@ -122,11 +133,18 @@ class OptimConfig:
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             _check(0.0 <= value < 1.0, f"optim.{name}={value} must be in [0, 1)")
+        _check(self.schedule in SCHEDULES, f"optim.schedule={self.schedule!r} must be one of {SCHEDULES}")
+        _check(self.decay_steps >= 0, f"optim.decay_steps={self.decay_steps} must be >= 0")
+        _check(self.schedule == "wsd" or self.decay_steps == 0,
+               f"optim.decay_steps={self.decay_steps} is for optim.schedule='wsd' (the cosine decays over the whole run)")
 
     def check(self, train: TrainConfig) -> None:
         """The checks that need both configs."""
         _check(self.warmup_steps <= train.max_steps,
                f"optim.warmup_steps={self.warmup_steps} must be between 0 and train.max_steps={train.max_steps}")
+        _check(self.warmup_steps + self.decay_steps <= train.max_steps,
+               f"optim.warmup_steps + optim.decay_steps = {self.warmup_steps + self.decay_steps} must be at most "
+               f"train.max_steps={train.max_steps}")
 
 
 def stage_configs(module: str, prefix: str, train: dict[str, Any], optim: dict[str, Any]) -> tuple[type, type]:

@@ -60,9 +60,10 @@ class StepBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, num_rows: int, micro_batch: int, total_batches: int, seed: int = 0, start: int = 0,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, offset: int = 0):
         self.num_rows, self.micro_batch, self.total = num_rows, micro_batch, total_batches
         self.seed, self.start, self.rank, self.world = seed, start, rank, world_size
+        self.offset = offset  # batch g of this run is batch g + offset of the seeded stream (a continued run)
         self.global_batch = micro_batch * world_size
         if self.global_batch > num_rows:
             raise ValueError(f"global batch {self.global_batch} exceeds the {num_rows} available sequences")
@@ -76,7 +77,7 @@ class StepBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         for g in range(self.start, self.total):
-            yield self._rows_of(g)
+            yield self._rows_of(g + self.offset)
 
     def __len__(self) -> int:
         return self.total
@@ -86,12 +87,15 @@ class StepData(L.LightningDataModule):
     """Any map-style dataset in a resumable, rank-sliced order, plus an optional validation set.
 
     ``collate`` batches items (None: PyTorch's default, e.g. for :class:`PackedRows`).
+    ``first_step``: the run continues another that stopped there (a warm start): its step s trains
+    on the batches of step ``first_step + s``, so the data carries on where that run left it.
     """
 
     def __init__(self, train: Dataset, micro_batch: int, max_steps: int, seed: int = 0,
                  collate: Optional[Callable[[list[Any]], Any]] = None, val: Optional[Dataset] = None,
-                 val_batch: Optional[int] = None):
+                 val_batch: Optional[int] = None, first_step: int = 0):
         super().__init__()
+        self.first_step = first_step
         self.train_set, self.val_set, self.collate = train, val, collate
         self.micro_batch, self.max_steps, self.seed = micro_batch, max_steps, seed
         self.val_batch = val_batch or micro_batch
@@ -102,7 +106,8 @@ class StepData(L.LightningDataModule):
         sampler = StepBatchSampler(
             len(self.train_set), self.micro_batch, self.max_steps * accumulate, seed=self.seed,
             start=trainer.global_step * accumulate if trainer else 0,
-            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1)
+            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
+            offset=self.first_step * accumulate)
         return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate)
 
     def val_dataloader(self) -> DataLoader:

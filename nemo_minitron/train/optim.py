@@ -1,5 +1,6 @@
 """The optimizer recipe of every training stage (Minitron-SSM paper): AdamW without decay on
-norms/biases, linear warmup then cosine decay."""
+norms/biases, linear warmup then cosine decay; or warmup-stable-decay (WSD) for runs whose length
+is not known in advance (the teacher's)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,32 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, tota
     return LambdaLR(optimizer, factor)
 
 
+def wsd_factor(step: int, warmup_steps: int, total_steps: int, decay_steps: int, min_lr_ratio: float) -> float:
+    """Warmup-stable-decay: linear warmup (as :func:`cosine_with_warmup`), the base LR until
+    ``total_steps - decay_steps``, then linear decay to ``min_lr_ratio`` at ``total_steps`` (flat after).
+
+    Until the decay begins the factor does not depend on ``total_steps``, which is what lets a run
+    be extended (a larger ``total_steps``) or cut short (a smaller one, not yet reached) midway.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_start = total_steps - decay_steps
+    if step < decay_start or decay_steps == 0:
+        return 1.0 if step < total_steps else min_lr_ratio
+    progress = min(1.0, (step - decay_start) / decay_steps)
+    return 1.0 - (1.0 - min_lr_ratio) * progress
+
+
+def wsd_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, decay_steps: int,
+                    min_lr_ratio: float = 0.1) -> LambdaLR:
+    """A :class:`LambdaLR` of :func:`wsd_factor`."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if warmup_steps < 0 or decay_steps < 0 or warmup_steps + decay_steps > total_steps:
+        raise ValueError(f"warmup_steps={warmup_steps} + decay_steps={decay_steps} must fit in total_steps={total_steps}")
+    return LambdaLR(optimizer, lambda step: wsd_factor(step, warmup_steps, total_steps, decay_steps, min_lr_ratio))
+
+
 # --------------------------------------------------------------------------- optimizer
 def _named_params(params: ParamsLike) -> list[tuple[str, torch.Tensor]]:
     if isinstance(params, nn.Module):
@@ -80,5 +107,8 @@ def make_adamw(params: ParamsLike, lr: float, weight_decay: float,
 def configure_optimizer(params: ParamsLike, optim: OptimConfig, total_steps: int) -> dict[str, Any]:
     """What a LightningModule's ``configure_optimizers`` returns: AdamW + a per-step schedule."""
     optimizer = make_adamw(params, lr=optim.lr, weight_decay=optim.weight_decay, betas=(optim.beta1, optim.beta2))
-    scheduler = cosine_with_warmup(optimizer, optim.warmup_steps, total_steps, optim.min_lr_ratio)
+    if optim.schedule == "wsd":
+        scheduler = wsd_with_warmup(optimizer, optim.warmup_steps, total_steps, optim.decay_steps, optim.min_lr_ratio)
+    else:
+        scheduler = cosine_with_warmup(optimizer, optim.warmup_steps, total_steps, optim.min_lr_ratio)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -107,11 +107,11 @@ class FitResult:
 
 def fit(module: L.LightningModule, data: StepData, train: TrainConfig, optim: OptimConfig, save_path: str,
         tokens_key: str = "input_ids", tokens_per_row: Optional[int] = None,
-        log_every_n_steps: Optional[int] = None) -> FitResult:
+        log_every_n_steps: Optional[int] = None, callbacks: Sequence[L.Callback] = ()) -> FitResult:
     """Train ``module`` on ``data`` for ``train.max_steps`` optimizer steps, resumably.
 
     ``tokens_per_row``: tokens in every training row (packed data) for the summary's ``tokens``;
-    None for variable-length data.
+    None for variable-length data. ``callbacks``: the stage's own, after the harness's.
     """
     optim.check(train)
     if len(data.train_set) < train.micro_batch_size * train.devices:
@@ -123,7 +123,7 @@ def fit(module: L.LightningModule, data: StepData, train: TrainConfig, optim: Op
     callbacks: list[L.Callback] = [
         ModelCheckpoint(dirpath=work / "checkpoints", save_last=True, every_n_train_steps=train.checkpoint_every,
                         save_top_k=0),
-        history, speed, resumed]
+        history, speed, resumed, *callbacks]
     if train.stop_after_steps is not None and train.stop_after_steps < train.max_steps:
         callbacks.append(StopAfterSteps(train.stop_after_steps, last))
     trainer = build_trainer(train, work, callbacks, validate=data.val_set is not None,

