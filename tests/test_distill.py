@@ -365,6 +365,9 @@ def test_resume_is_exact_for_every_stop_step(checkpoints, uninterrupted, accumul
 
 def test_gradient_accumulation_matches_the_full_micro_batch(uninterrupted, accumulated):
     _assert_same_weights(accumulated["weights"], uninterrupted["weights"], atol=1e-4)
+    # the summary reports the loss itself, not the share Lightning back-propagates per micro-batch
+    for key in ("loss_first", "loss_last"):
+        assert accumulated["summary"][key] == pytest.approx(uninterrupted["summary"][key], rel=1e-3), key
 
 
 def test_finished_run_removes_its_work_folder_unless_kept(checkpoints, uninterrupted, capsys):

@@ -63,7 +63,8 @@ def unigram_loss(train_tokens: torch.Tensor, val_tokens: torch.Tensor, vocab_siz
 
 class LossHistory(L.Callback):
     """Each micro-batch's training loss, kept in the Lightning checkpoint so that a resumed run
-    reports the whole run's first and last losses."""
+    reports the whole run's first and last losses. Lightning hands over the loss divided by the
+    accumulation count (what it back-propagates); the module's own loss is recorded."""
 
     def __init__(self) -> None:
         self.losses: list[float] = []
@@ -72,7 +73,7 @@ class LossHistory(L.Callback):
                            batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if torch.is_tensor(loss):
-            self.losses.append(float(loss.detach()))
+            self.losses.append(float(loss.detach()) * trainer.accumulate_grad_batches)
 
     def state_dict(self) -> dict[str, Any]:
         return {"losses": list(self.losses)}
