@@ -116,11 +116,13 @@ class PruningConfig:
         reachable = source.moe_router_group_topk * kept // groups
         if source.moe_router_topk > reachable:
             least = -(-source.moe_router_topk * groups // source.moe_router_group_topk)
-            raise PruningConfigError(
-                f"pruning_config.target_num_moe_experts={kept} is fewer than the model's num_experts_per_tok="
-                f"{source.moe_router_topk} experts every token uses" + (
-                    f" (it can reach {reachable} of them: {source.moe_router_group_topk} of {groups} router groups)"
-                    if groups > 1 else "") + f"; keep at least {least} experts")
+            if groups == 1:
+                why = f"would keep fewer experts than the num_experts_per_tok={source.moe_router_topk} every token uses"
+            else:
+                why = (f"would leave a token {reachable} experts to choose from ({source.moe_router_group_topk} of "
+                       f"{groups} router groups of {kept // groups}), fewer than the num_experts_per_tok="
+                       f"{source.moe_router_topk} it uses")
+            raise PruningConfigError(f"pruning_config.target_num_moe_experts={kept} {why}; keep at least {least} experts")
         if kept // groups < 2:
             raise PruningConfigError(
                 f"pruning_config.target_num_moe_experts={kept} leaves {kept // groups} expert(s) per router group; "
