@@ -162,31 +162,37 @@ class _RoutedExpertScores:
     """
 
     def __init__(self, num_experts: int, neurons: int) -> None:
-        self.output_norm = torch.zeros(num_experts, dtype=torch.float64)
-        self.tokens = torch.zeros(num_experts, dtype=torch.float64)
-        self.neuron_sq = torch.zeros(num_experts, neurons, dtype=torch.float64)
+        self.shape = (num_experts, neurons)
+        self.output_norm = self.tokens = self.neuron_sq = torch.empty(0)
 
     def add(self, call: RoutedCall, weights: RoutedExperts, samples: int) -> None:
         x = call.hidden.detach()
+        if self.output_norm.numel() == 0:  # accumulate on the model's device: no host sync per expert
+            self.output_norm, self.tokens = (torch.zeros(self.shape[0], dtype=torch.float64, device=x.device)
+                                             for _ in range(2))
+            self.neuron_sq = torch.zeros(self.shape, dtype=torch.float64, device=x.device)
         seq = x.shape[0] // samples
         for e in torch.unique(call.experts).tolist():
             token, slot = torch.where(call.experts == e)
             a = F.linear(x[token], weights.up[e])  # [routed tokens, neurons]: the paper's X W1^T
             y = F.linear(weights.act(a), weights.down[e]) * call.weights[token, slot, None]
-            self.output_norm[e] += y.float().norm(dim=-1).double().sum().cpu()
+            self.output_norm[e] += y.float().norm(dim=-1).double().sum()
             self.tokens[e] += token.numel()
             # |a| averaged over each sample's routed tokens, squared, summed over the samples that reached e.
             sample = token // seq
             sums = torch.zeros(samples, a.shape[-1], dtype=torch.float64, device=a.device)
-            sums.index_add_(0, sample, a.detach().double().abs())
+            sums.index_add_(0, sample, a.double().abs())
             counts = torch.bincount(sample, minlength=samples).double().clamp_min(1)
-            self.neuron_sq[e] += (sums / counts[:, None]).pow(2).sum(dim=0).cpu()
+            self.neuron_sq[e] += (sums / counts[:, None]).pow(2).sum(dim=0)
 
     def experts(self) -> torch.Tensor:
-        return torch.where(self.tokens > 0, self.output_norm / self.tokens.clamp_min(1), 0.0).float()
+        return torch.where(self.tokens > 0, self.output_norm / self.tokens.clamp_min(1), 0.0).float().cpu()
+
+    def token_counts(self) -> torch.Tensor:
+        return self.tokens.float().cpu()
 
     def neurons(self) -> torch.Tensor:
-        return self.neuron_sq.sqrt().float()
+        return self.neuron_sq.sqrt().float().cpu()
 
 
 def _block_input(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -315,7 +321,7 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
             scores.attention[i] = act[f"attention.{i}"].result().view(arch.num_attention_heads, -1).norm(dim=1)
         elif layer.kind == MOE:
             scores.moe_experts[i], scores.moe_ffn[i] = routed[i].experts(), routed[i].neurons()
-            scores.moe_expert_tokens[i] = routed[i].tokens.float()
+            scores.moe_expert_tokens[i] = routed[i].token_counts()
             scores.moe_shared[i] = act[f"moe_shared.{i}"].result()
     if "cosine" in layer_metrics:
         scores.layers["cosine"] = (cosine_sum / n_samples).float()
