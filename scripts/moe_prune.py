@@ -5,7 +5,8 @@ token's experts: top-k x expert width + shared width), on CPU.
     python scripts/moe_prune.py --out outputs/moe_prune
 
 Both checkpoints are random (seeded) with the offline 32000-token tokenizer, so the numbers are costs, not
-quality. Each is pruned once by ``nemo-minitron prune`` (default offline corpus, the same calibration settings);
+quality. Each is pruned ``--repeats`` times by ``nemo-minitron prune``, the two alternating so that load from
+other processes hits both alike (default offline corpus, the same calibration settings; medians reported);
 the pruned MoE model is then reloaded with plain transformers and generates. Writes ``results.json`` and prints
 a Markdown table (recorded in docs/pruning.md).
 """
@@ -51,13 +52,14 @@ def prune_once(name: str, arch: HybridArch, targets: dict[str, int], out: Path, 
     if not is_complete_checkpoint(source):
         save_checkpoint(build_model(arch.validate(), seed=0), source, tokenizer=load_default_tokenizer())
     pruned = out / f"{name}_pruned"
-    measured = run_cli("prune", f"model_path={source}", f"save_path={pruned}", f"num_samples={args.num_samples}",
+    return run_cli("prune", f"model_path={source}", f"save_path={pruned}", f"num_samples={args.num_samples}",
                        f"seq_length={args.seq_length}", "batch_size=4",
                        f"layer_importance_samples={args.layer_importance_samples}", "device=cpu", "overwrite=true",
                        *[f"pruning_config.{k}={v}" for k, v in targets.items()])
-    summary = json.loads((pruned / "prune_summary.json").read_text())
-    return {"arch": arch.describe(), "params": arch.num_params(), "active_params": arch.num_active_params(),
-            "target": summary["target"], "target_params": summary["target_params"], **measured}
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def main() -> None:
@@ -66,11 +68,22 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=16)
     parser.add_argument("--seq-length", type=int, default=256)
     parser.add_argument("--layer-importance-samples", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = {"moe": prune_once("moe", MOE_ARCH, MOE_TARGETS, out, args),
-            "dense": prune_once("dense", DENSE_ARCH, DENSE_TARGETS, out, args)}
+    cases = {"moe": (MOE_ARCH, MOE_TARGETS), "dense": (DENSE_ARCH, DENSE_TARGETS)}
+    runs: dict[str, list[dict]] = {name: [] for name in cases}
+    for _ in range(args.repeats):
+        for name, (arch, targets) in cases.items():
+            runs[name].append(prune_once(name, arch, targets, out, args))
+    rows = {}
+    for name, (arch, _) in cases.items():
+        summary = json.loads((out / f"{name}_pruned" / "prune_summary.json").read_text())
+        rows[name] = {"arch": arch.describe(), "params": arch.num_params(), "active_params": arch.num_active_params(),
+                      "target": summary["target"], "target_params": summary["target_params"],
+                      "wall_s": median([r["wall_s"] for r in runs[name]]),
+                      "peak_rss_mib": median([r["peak_rss_mib"] for r in runs[name]]), "runs": runs[name]}
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

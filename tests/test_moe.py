@@ -416,3 +416,26 @@ def test_budget_errors_name_the_argument(tiny_arch):
         check_budget(tiny_arch, None, 1000)
     with pytest.raises(ValueError, match="active parameters"):
         check_budget(MOE_ARCH, None, MOE_ARCH.num_active_params())
+
+
+def test_search_stage_under_an_active_budget_distills_an_moe_candidate(tmp_path):
+    """The search stage end to end on an MoE checkpoint: an active budget with a total cap admits exactly the
+    candidate with fewer experts and narrower experts; it is pruned, distilled from the MoE teacher and saved."""
+    from nemo_minitron.data.tokenizer import load_default_tokenizer
+    from nemo_minitron.stages.search import search
+
+    teacher = tmp_path / "teacher"
+    save_checkpoint(make_model(STAGE_MOE), teacher, tokenizer=load_default_tokenizer())
+    small = STAGE_MOE.replace(num_moe_experts=6, moe_ffn_hidden_size=8)
+    space = SearchSpace(num_layers=[6], hidden_size=[32], ffn_hidden_size=[48], mamba_num_heads=[8],
+                        mamba_head_dim=[16], num_moe_experts=[8, 6], moe_ffn_hidden_size=[16, 8],
+                        moe_shared_expert_intermediate_size=[24])
+    summary = search(str(teacher), str(tmp_path / "search"), target_params=small.num_params(),
+                     target_active_params=STAGE_MOE.num_active_params() - 1, tolerance=0.2, top_k=1,
+                     distill_steps=2, space=space, num_samples=4, seq_length=32, val_samples=4,
+                     distill_kwargs=dict(micro_batch_size=2, global_batch_size=2, limit_val_batches=1))
+    best = summary["best_record"]
+    assert summary["num_candidates"] == 1 and (best["num_moe_experts"], best["moe_ffn_hidden_size"]) == (6, 8)
+    assert (best["params"], best["active_params"]) == (small.num_params(), small.num_active_params())
+    distilled = load_model(tmp_path / "search" / "selected")
+    assert adapter_for(distilled).arch == small
