@@ -204,7 +204,7 @@ def _set_runtime_fields(model: nn.Module) -> None:
         return
     try:
         arch = family.arch_from_config(config)
-    except ArchError:  # a shape this package does not model (e.g. MoE): saved as it is
+    except ArchError:  # a shape this package does not model (e.g. latent MoE): saved as it is
         return
     for name, value in family.plain_runtime_fields(arch).items():
         setattr(config, name, value)

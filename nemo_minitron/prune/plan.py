@@ -92,7 +92,7 @@ class PruningPlan:
         for i, experts in self.moe_experts.items():
             _check_indices(f"moe_experts[{i}]", experts, src.num_moe_experts, tgt.num_moe_experts)
             _check_grouped(f"moe_experts[{i}]", experts, src.num_moe_experts, src.moe_router_num_groups,
-                           "router group")
+                           "router group", "expert")
             if len(self.moe_ffn[i]) != len(experts):
                 raise PlanError(f"moe_ffn[{i}] lists {len(self.moe_ffn[i])} experts' neurons but moe_experts[{i}] "
                                 f"keeps {len(experts)} experts")
@@ -101,7 +101,7 @@ class PruningPlan:
             _check_indices(f"moe_shared[{i}]", self.moe_shared[i], src.moe_shared_expert_intermediate_size,
                            tgt.moe_shared_expert_intermediate_size)
             _check_grouped(f"moe_shared[{i}]", self.moe_shared[i], src.moe_shared_expert_intermediate_size,
-                           src.moe_shared_experts, "shared expert")
+                           src.moe_shared_experts, "shared expert", "neuron")
         if tgt.num_query_groups != src.num_query_groups and ATTENTION in tgt.pattern:
             raise PlanError("KV heads (num_query_groups) are kept whole; target.num_query_groups must equal the source's")
         for name in ("mamba_num_groups", "mamba_state_dim", "mamba_conv_kernel", "attention_head_dim",
@@ -189,14 +189,15 @@ def _check_indices(name: str, kept: list[int], size: int, expected_len: int, asc
         raise PlanError(f"{name} must be in ascending order")
 
 
-def _check_grouped(name: str, kept: list[int], size: int, groups: int, what: str) -> None:
-    """Output position p must hold a head of the same group as in the source (eq. 17)."""
+def _check_grouped(name: str, kept: list[int], size: int, groups: int, what: str, unit: str = "head") -> None:
+    """Output position p must hold a ``unit`` (head, expert, shared-expert neuron) of the same group as in the
+    source (eq. 17)."""
     per_group_src, per_group_tgt = size // groups, len(kept) // groups
     if len(kept) % groups:
-        raise PlanError(f"{name} keeps {len(kept)} heads, not a multiple of the {groups} {what}s")
+        raise PlanError(f"{name} keeps {len(kept)} {unit}s, not a multiple of the {groups} {what}s")
     for pos, head in enumerate(kept):
         if head // per_group_src != pos // per_group_tgt:
             raise PlanError(
-                f"{name}: head {head} (of {what} {head // per_group_src}) cannot move to {what} "
-                f"{pos // per_group_tgt}; heads may only be reordered within their {what}"
+                f"{name}: {unit} {head} (of {what} {head // per_group_src}) cannot move to {what} "
+                f"{pos // per_group_tgt}; {unit}s may only be reordered within their {what}"
             )
