@@ -191,7 +191,7 @@ class HybridArch:
             raise ArchError(f"moe_router_topk={self.moe_router_topk} (num_experts_per_tok) exceeds the {reachable} "
                             f"experts a token can reach (num_moe_experts={experts}, {groups} router group(s), "
                             f"{self.moe_router_group_topk} used per token): keep at least "
-                            f"{-(-self.moe_router_topk * groups // self.moe_router_group_topk)} experts")
+                            f"{groups * -(-self.moe_router_topk // self.moe_router_group_topk)} experts")
         if self.moe_shared_expert_intermediate_size % self.moe_shared_experts:
             raise ArchError(
                 f"moe_shared_expert_intermediate_size={self.moe_shared_expert_intermediate_size} is not divisible by "

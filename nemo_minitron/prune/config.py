@@ -115,7 +115,7 @@ class PruningConfig:
             return
         reachable = source.moe_router_group_topk * kept // groups
         if source.moe_router_topk > reachable:
-            least = -(-source.moe_router_topk * groups // source.moe_router_group_topk)
+            least = groups * -(-source.moe_router_topk // source.moe_router_group_topk)  # a multiple of groups
             if groups == 1:
                 why = f"would keep fewer experts than the num_experts_per_tok={source.moe_router_topk} every token uses"
             else:
