@@ -13,9 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-#: Layer symbols in Nemotron-H's ``hybrid_override_pattern`` notation.
-MAMBA, ATTENTION, MLP = "M", "*", "-"
-LAYER_SYMBOLS = (MAMBA, ATTENTION, MLP)
+#: Layer symbols in Nemotron-H's ``hybrid_override_pattern`` notation (``E``: a mixture-of-experts block).
+MAMBA, ATTENTION, MLP, MOE = "M", "*", "-", "E"
+LAYER_SYMBOLS = (MAMBA, ATTENTION, MLP, MOE)
 #: A plain transformer decoder layer: an attention block, then an MLP block.
 DECODER_LAYER = ATTENTION + MLP
 #: Boolean layout fields: which optional tensors each block has (a family fixes or reads them).
@@ -23,6 +23,11 @@ LAYOUT_FLAGS = ("mamba_proj_bias", "mamba_conv_bias", "mlp_bias", "mlp_gated", "
                 "qk_norm", "post_norms")
 #: The flags plain transformers added; written to files only when set (see ``HybridArch.to_dict``).
 TRANSFORMER_FLAGS = ("mlp_gated", "qkv_bias", "attention_out_bias", "qk_norm", "post_norms")
+#: MoE block shape fields (Megatron's names) and their values in a model without MoE blocks; written to files
+#: only for models with MoE blocks, so files of other models read exactly as before these fields existed.
+MOE_DEFAULTS: dict[str, int] = dict(num_moe_experts=0, moe_router_topk=0, moe_ffn_hidden_size=0,
+                                    moe_shared_expert_intermediate_size=0, moe_shared_experts=1,
+                                    moe_router_num_groups=1, moe_router_group_topk=1)
 
 
 class ArchError(ValueError):
@@ -34,7 +39,8 @@ class HybridArch:
     """Widths and layer pattern of a hybrid model.
 
     ``pattern`` uses one symbol per residual block: ``M`` Mamba2 mixer, ``*`` self-attention,
-    ``-`` MLP. ``family`` names the model family (``models.registry``), which may restrict the
+    ``-`` MLP, ``E`` mixture of experts (a top-k router over ``num_moe_experts`` routed expert MLPs of
+    ``moe_ffn_hidden_size`` neurons, plus one always-on shared-expert MLP). ``family`` names the model family (``models.registry``), which may restrict the
     shape further (Mamba2-only models have a pattern of ``M`` only; a plain transformer's decoder
     layer is two blocks, ``*-``, so its pattern is ``*-`` repeated). A *layer* is what depth pruning
     keeps or drops whole: one block, or one decoder layer (see :attr:`layers`).
@@ -65,6 +71,16 @@ class HybridArch:
     attention_out_bias: bool = False
     qk_norm: bool = False
     post_norms: bool = False
+    # MoE blocks ('E'): routed experts, experts per token (top-k), neurons per routed expert, neurons of the
+    # shared-expert MLP and how many shared experts it concatenates (Megatron: the size is their total), and the
+    # router's expert groups (``n_group``) of which each token may use ``moe_router_group_topk``.
+    num_moe_experts: int = 0
+    moe_router_topk: int = 0
+    moe_ffn_hidden_size: int = 0
+    moe_shared_expert_intermediate_size: int = 0
+    moe_shared_experts: int = 1
+    moe_router_num_groups: int = 1
+    moe_router_group_topk: int = 1
 
     def __post_init__(self) -> None:
         # Canonical form: widths of layer kinds the pattern lacks are 0, so two archs that
@@ -74,7 +90,11 @@ class HybridArch:
             unused.update(num_attention_heads=0, num_query_groups=0, attention_head_dim=0, qkv_bias=False,
                           attention_out_bias=False, qk_norm=False)
         if MLP not in self.pattern:
-            unused.update(ffn_hidden_size=0, mlp_bias=False, mlp_gated=False)
+            unused.update(ffn_hidden_size=0, mlp_gated=False)
+            if MOE not in self.pattern:  # the shared expert is an MLP with the same bias setting
+                unused.update(mlp_bias=False)
+        if MOE not in self.pattern:
+            unused.update(MOE_DEFAULTS)
         if MAMBA not in self.pattern:
             unused.update(mamba_num_heads=0, mamba_head_dim=0, mamba_num_groups=1, mamba_state_dim=128,
                           mamba_conv_kernel=4, mamba_proj_bias=False, mamba_conv_bias=True)
@@ -126,7 +146,7 @@ class HybridArch:
         if bad:
             raise ArchError(
                 f"pattern {self.pattern!r} has unknown layer symbols {bad}; valid symbols are "
-                "'M' (Mamba), '*' (attention), '-' (MLP). MoE layers ('E') are not supported."
+                "'M' (Mamba), '*' (attention), '-' (MLP), 'E' (mixture of experts)"
             )
         _positive(self, "hidden_size", "vocab_size")
         family.check_layout_flags(self)
@@ -148,16 +168,46 @@ class HybridArch:
                 )
         if MLP in self.pattern:
             _positive(self, "ffn_hidden_size")
+        if MOE in self.pattern:
+            self._validate_moe()
         family.check_arch(self)
         return self
 
+    def _validate_moe(self) -> None:
+        _positive(self, *MOE_DEFAULTS)
+        experts, groups = self.num_moe_experts, self.moe_router_num_groups
+        if experts % groups:
+            raise ArchError(f"num_moe_experts={experts} is not divisible by moe_router_num_groups={groups} (n_group): "
+                            f"every router group must keep the same number of experts; use a multiple of {groups}")
+        if experts // groups < 2:
+            raise ArchError(f"num_moe_experts={experts} leaves {experts // groups} expert(s) per router group; the "
+                            "router scores each group by its best two experts, so keep at least "
+                            f"{2 * groups} experts")
+        if self.moe_router_group_topk > groups:
+            raise ArchError(f"moe_router_group_topk={self.moe_router_group_topk} (topk_group) exceeds "
+                            f"moe_router_num_groups={groups} (n_group)")
+        reachable = self.moe_router_group_topk * experts // groups
+        if self.moe_router_topk > reachable:
+            raise ArchError(f"moe_router_topk={self.moe_router_topk} (num_experts_per_tok) exceeds the {reachable} "
+                            f"experts a token can reach (num_moe_experts={experts}, {groups} router group(s), "
+                            f"{self.moe_router_group_topk} used per token): keep at least "
+                            f"{groups * -(-self.moe_router_topk // self.moe_router_group_topk)} experts")
+        if self.moe_shared_expert_intermediate_size % self.moe_shared_experts:
+            raise ArchError(
+                f"moe_shared_expert_intermediate_size={self.moe_shared_expert_intermediate_size} is not divisible by "
+                f"moe_shared_experts={self.moe_shared_experts} (n_shared_experts): the size is the total of that many "
+                f"equal shared experts; use a multiple of {self.moe_shared_experts}")
+
     def to_dict(self) -> dict[str, Any]:
-        """The fields as plain data (plans, scores, caches). Transformer layout flags appear only when set, so
-        files of hybrid models read exactly as before those flags existed; ``HybridArch(**d)`` restores both."""
+        """The fields as plain data (plans, scores, caches). Transformer layout flags and MoE fields appear only when
+        set, so files of other models read exactly as before those fields existed; ``HybridArch(**d)`` restores all."""
         data = dataclasses.asdict(self)
         for flag in TRANSFORMER_FLAGS:
             if not data[flag]:
                 del data[flag]
+        if MOE not in self.pattern:
+            for name in MOE_DEFAULTS:
+                del data[name]
         return data
 
     def replace(self, **changes: Any) -> HybridArch:
@@ -183,19 +233,46 @@ class HybridArch:
             n += h if self.attention_out_bias else 0
             n += 2 * self.attention_head_dim if self.qk_norm else 0  # one norm each for q and k, shared by heads
         elif symbol == MLP:
-            f, mats = self.ffn_hidden_size, 3 if self.mlp_gated else 2
-            n = mats * h * f
-            n += ((mats - 1) * f + h) if self.mlp_bias else 0
+            n = self._mlp_params(self.ffn_hidden_size, 3 if self.mlp_gated else 2)
+        elif symbol == MOE:
+            n = self._moe_params(self.num_moe_experts)
         else:
             raise ArchError(f"unknown layer symbol {symbol!r}")
         return n + h * (2 if self.post_norms else 1)  # block pre-norm (and post-norm)
 
+    def _mlp_params(self, f: int, mats: int = 2) -> int:
+        """One MLP of ``f`` neurons (``mats`` weight matrices; biases when ``mlp_bias``)."""
+        return mats * self.hidden_size * f + (((mats - 1) * f + self.hidden_size) if self.mlp_bias else 0)
+
+    def _moe_params(self, experts: int) -> int:
+        """An MoE mixer with ``experts`` routed experts (all of them, or the top-k one token uses): the router
+        (a row per expert; its score-correction bias is a buffer, not a parameter), the routed experts'
+        up/down matrices (no biases) and the shared expert."""
+        h = self.hidden_size
+        return (self.num_moe_experts * h + experts * 2 * self.moe_ffn_hidden_size * h
+                + self._mlp_params(self.moe_shared_expert_intermediate_size))
+
+    def layer_active_params(self, symbol: str) -> int:
+        """Parameters one token uses in one block: an MoE block's router, shared expert and top-k routed experts;
+        every other block is used whole."""
+        if symbol != MOE:
+            return self.layer_params(symbol)
+        return self.layer_params(MOE) - self._moe_params(self.num_moe_experts) + self._moe_params(self.moe_router_topk)
+
     def num_params(self) -> int:
         """Exact ``sum(p.numel() for p in model.parameters())`` of the HF model of this shape."""
+        return self._embeddings_and_head() + sum(self.layer_params(s) for s in self.pattern)
+
+    def num_active_params(self) -> int:
+        """Parameters one token's forward pass uses: ``num_params`` less the routed experts a token is not sent to
+        (the router, shared expert and everything outside MoE blocks count whole). Equals ``num_params`` for a
+        model without MoE blocks."""
+        return self._embeddings_and_head() + sum(self.layer_active_params(s) for s in self.pattern)
+
+    def _embeddings_and_head(self) -> int:
         embed = self.vocab_size * self.hidden_size
         head = 0 if self.tie_word_embeddings else embed
-        layers = sum(self.layer_params(s) for s in self.pattern)
-        return embed + head + layers + self.hidden_size  # + final norm
+        return embed + head + self.hidden_size  # + final norm
 
     # ----------------------------------------------------------------- HF configs (asked of the family)
     @classmethod
@@ -218,6 +295,11 @@ class HybridArch:
             parts.append(f"mamba={self.mamba_num_heads}x{self.mamba_head_dim}/g{self.mamba_num_groups}")
         if ATTENTION in self.pattern:
             parts.append(f"attn={self.num_attention_heads}/{self.num_query_groups}x{self.attention_head_dim}")
+        if MOE in self.pattern:
+            parts.append(f"moe={self.num_moe_experts}(top{self.moe_router_topk})x{self.moe_ffn_hidden_size}"
+                         f"+shared{self.moe_shared_expert_intermediate_size}")
+            return " ".join(parts) + (f" ({self.num_params() / 1e6:.2f}M params, "
+                                      f"{self.num_active_params() / 1e6:.2f}M active)")
         return " ".join(parts) + f" ({self.num_params() / 1e6:.2f}M params)"
 
 
@@ -241,6 +323,19 @@ _NEMOTRON_H_8B = HybridArch(
     family="nemotron_h", pattern=NEMOTRON_H_8B_PATTERN, hidden_size=4096, vocab_size=131072,
     ffn_hidden_size=21504, num_attention_heads=32, num_query_groups=8, attention_head_dim=128,
     mamba_num_heads=128, mamba_head_dim=64, mamba_num_groups=8, mamba_state_dim=128, mamba_conv_kernel=4,
+)
+
+#: Nemotron 3 Nano 30B-A3B (hub ``nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16``): 23 Mamba, 23 MoE, 6 attention
+#: layers. Shape from Megatron-Bridge's ``Nemotron3NanoProvider`` (src/megatron/bridge/models/nemotronh/
+#: nemotron_h_provider.py), the same values the hub config.json spells (n_routed_experts 128, num_experts_per_tok 6,
+#: moe_intermediate_size 1856, moe_shared_expert_intermediate_size 3712, n_group 1, topk_group 1); docs/pruning.md.
+NEMOTRON_3_NANO_PATTERN = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+
+_NEMOTRON_3_NANO = HybridArch(
+    family="nemotron_h", pattern=NEMOTRON_3_NANO_PATTERN, hidden_size=2688, vocab_size=131072,
+    num_attention_heads=32, num_query_groups=2, attention_head_dim=128,
+    mamba_num_heads=64, mamba_head_dim=64, mamba_num_groups=8, mamba_state_dim=128, mamba_conv_kernel=4,
+    num_moe_experts=128, moe_router_topk=6, moe_ffn_hidden_size=1856, moe_shared_expert_intermediate_size=3712,
 )
 
 
@@ -290,6 +385,12 @@ PRESETS: dict[str, HybridArch] = {
     # The paper's final pruned shape (Table 1): width-only, 52 layers kept.
     "nemotron-h-4b": dataclasses.replace(_NEMOTRON_H_8B, hidden_size=3072, ffn_hidden_size=12288,
                                          mamba_num_heads=112),
+    "nemotron-3-nano-30b-a3b": _NEMOTRON_3_NANO,
+    # Model Optimizer's Nemotron-3-Nano tutorial (examples/megatron_bridge/tutorials/NVIDIA-Nemotron-3-Nano-30B-A3B-
+    # BF16): the best subnet of its 3.0B-active search, 22.28B total: hidden 2688 -> 2304, 128 -> 104 experts,
+    # shared expert 3712 -> 3072, every layer and every Mamba head kept.
+    "nemotron-3-nano-22b-a3b": dataclasses.replace(_NEMOTRON_3_NANO, hidden_size=2304, num_moe_experts=104,
+                                                   moe_shared_expert_intermediate_size=3072),
     "mamba2-130m": _mamba2(768, 24),
     "mamba2-370m": _mamba2(1024, 48),
     "mamba2-780m": _mamba2(1536, 48),

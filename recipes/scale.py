@@ -87,12 +87,22 @@ MAMBA2_1P3B_TO_780M = ScaleRecipe(
     pruning=PruningConfig(target_hidden_size=1536, target_mamba_num_heads=48),
     seq_length=4096, global_batch_size=256, micro_batch_size=4, max_steps=10_000, warmup_steps=60, lr=1e-4)
 
+#: Nemotron 3 Nano 30B-A3B (31.58B total, 3.58B active) -> 22.28B total, 3.00B active: the best subnet of Model
+#: Optimizer's active-parameter search in its Nemotron-3-Nano tutorial (examples/megatron_bridge/tutorials/
+#: NVIDIA-Nemotron-3-Nano-30B-A3B-BF16): hidden 2688 -> 2304, 128 -> 104 routed experts, shared expert 3712 -> 3072;
+#: all 52 layers, Mamba heads and expert widths kept (the ``nemotron-3-nano-22b-a3b`` preset). Prune only: the
+#: distillation of a 30B MoE teacher is not a recipe here yet.
+NEMOTRON_3_NANO_TO_22B_A3B = PruningConfig(target_hidden_size=2304, target_num_moe_experts=104,
+                                           target_moe_shared_expert_intermediate_size=3072)
+
 #: Placeholders that make the generated configs readable; replace them on the command line.
 MODEL_8B = "/models/nemotron-h-8b-base"
 MODEL_MAMBA2 = "/models/mamba2-1.3b"
+MODEL_NANO = "/models/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
 DATA = "/data/distillation/train.jsonl"
 OUT_8B = "/results/nemotron-h-4b"
 OUT_MAMBA2 = "/results/mamba2-780m"
+OUT_NANO = "/results/nemotron-3-nano-22b-a3b"
 
 
 def _as_config(value: Any) -> Any:
@@ -147,6 +157,17 @@ def mamba2_1p3b_to_780m_distill(model_path: str = MODEL_MAMBA2, data_path: str =
                                 output_dir: str = OUT_MAMBA2) -> run.Partial:
     """Distill the pruned Mamba2 780M from the 1.3B (10.5B tokens: 10,000 steps x 256 x 4096)."""
     return stage_partial(MAMBA2_1P3B_TO_780M, "distill", model_path, data_path, output_dir)
+
+
+@recipe(prune, "nemotron_3_nano_30b_to_22b_a3b")
+def nemotron_3_nano_30b_to_22b_a3b_prune(model_path: str = MODEL_NANO, data_path: str = DATA,
+                                         output_dir: str = OUT_NANO) -> run.Partial:
+    """Prune Nemotron 3 Nano 30B-A3B to Model Optimizer's 22B-A3.0B shape (hidden 2304, 104 experts, shared 3072):
+    1024 x 8192-token calibration sequences (more tokens per expert than the dense recipes), bf16, one GPU; MTP
+    layers are dropped (transformers does not load them)."""
+    return run.Partial(prune, model_path=model_path, save_path=str(Path(output_dir) / "01_pruned"),
+                       pruning_config=_as_config(NEMOTRON_3_NANO_TO_22B_A3B), calib_data_path=data_path,
+                       num_samples=1024, seq_length=8192, batch_size=2, dtype="bfloat16", device="cuda")
 
 
 def slurm_pipeline(recipe_name: str, model_path: str, data_path: str, output_dir: str) -> run.Partial:

@@ -183,8 +183,8 @@ def test_num_params_counts_each_layer_kind(tiny_arch):
     for symbol in (MAMBA, ATTENTION, MLP):
         bigger = tiny_arch.replace(pattern=tiny_arch.pattern + symbol)
         assert bigger.num_params() - base == tiny_arch.layer_params(symbol)
-    with pytest.raises(ArchError, match="'E'"):
-        tiny_arch.layer_params("E")
+    with pytest.raises(ArchError, match="'O'"):
+        tiny_arch.layer_params("O")
 
 
 # --------------------------------------------------------------------------- presets
@@ -309,13 +309,15 @@ def test_from_hf_config_unknown_model_type_names_supported_families():
     assert "gpt2" in msg and "nemotron_h" in msg and "mamba2" in msg and "llama" in msg
 
 
-def test_from_hf_config_rejects_moe_layers(tiny_arch):
+def test_from_hf_config_reads_moe_layers(tiny_arch):
+    """A config with an MoE layer reads as a pattern with 'E' and the config's MoE widths (tests/test_moe.py)."""
     from transformers import NemotronHConfig
 
     cfg = NemotronHConfig(**family_named("nemotron_h").config_fields(tiny_arch))
     cfg.layers_block_type = cfg.layers_block_type[:-1] + ["moe"]
-    with pytest.raises(ArchError, match="MoE"):
-        HybridArch.from_hf_config(cfg)
+    arch = HybridArch.from_hf_config(cfg)
+    assert arch.pattern == tiny_arch.pattern[:-1] + "E"
+    assert (arch.num_moe_experts, arch.moe_router_topk) == (cfg.n_routed_experts, cfg.num_experts_per_tok)
 
 
 # --------------------------------------------------------------------------- validation
@@ -323,7 +325,7 @@ def test_from_hf_config_rejects_moe_layers(tiny_arch):
     (dict(mamba_num_heads=6, mamba_num_groups=4), ["mamba_num_heads", "mamba_num_groups"]),
     (dict(num_attention_heads=4, num_query_groups=3), ["num_query_groups", "num_attention_heads"]),
     (dict(pattern=""), ["pattern"]),
-    (dict(pattern="M-E*"), ["pattern", "'E'"]),
+    (dict(pattern="M-O*"), ["pattern", "'O'"]),
     (dict(hidden_size=0), ["hidden_size"]),
     (dict(vocab_size=-5), ["vocab_size"]),
     (dict(ffn_hidden_size=0), ["ffn_hidden_size"]),

@@ -10,7 +10,9 @@ Trim rules name, per tensor dimension, the axis it is indexed by (``None``: kept
 ``hidden`` (model width), ``ffn`` (MLP neurons; gate and up rows, down columns), ``q`` (attention
 query rows, head-major; key/value heads are kept whole),
 ``heads`` / ``inner`` / ``conv`` / ``in_proj`` (Mamba heads, head channels and the fused rows of
-:mod:`.mamba_layout`). ``prune.trim`` turns a plan's kept indices into those index tensors.
+:mod:`.mamba_layout`), ``experts`` (routed experts of an MoE block: their stacked weights, router rows and
+score-correction bias), ``expert_ffn`` (each kept routed expert's own neurons: its index is per expert,
+[kept experts, kept neurons], applied after ``experts``) and ``shared_ffn`` (the shared expert's neurons). ``prune.trim`` turns a plan's kept indices into those index tensors.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, reduce
 from typing import Any, ClassVar
 
 import torch
@@ -37,6 +39,8 @@ OUT_PROJ = "out_proj"  #: Mamba: its input is the SSM output (heads x head chann
 FFN_IN = "ffn_in"  #: MLP: its output is one activation per FFN neuron (paper eq. 26)
 FFN_ACT = "ffn_act"  #: gated MLP: its input is one activation per FFN neuron, act(gate) * up
 HEADS_OUT = "heads_out"  #: attention: its input is the concatenated per-head outputs
+ROUTED_EXPERTS = "routed_experts"  #: MoE: the stacked routed experts, called with the router's choices
+SHARED_FFN_IN = "shared_ffn_in"  #: MoE: the shared expert's up projection (one output per shared-expert neuron)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,25 @@ class LayerRef:
     block: nn.Module  #: the module whose output skipping removes the layer (a decoder layer for both its blocks)
     norm: nn.Module  #: its pre-norm: the output is the mixer's input
     mixer: nn.Module
+
+
+@dataclass(frozen=True)
+class RoutedExperts:
+    """The weights of an MoE block's routed experts: expert ``e`` maps ``x`` to ``down[e] @ act(up[e] @ x)``."""
+
+    up: torch.Tensor  #: [experts, neurons, hidden]
+    down: torch.Tensor  #: [experts, hidden, neurons]
+    act: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RoutedCall:
+    """One call of a routed-experts module: the tokens and, per token, the chosen experts and their router weights
+    (the weights multiply each expert's output before the outputs are summed)."""
+
+    hidden: torch.Tensor  #: [tokens, hidden], the batch flattened sample-major
+    experts: torch.Tensor  #: [tokens, top_k] expert indices
+    weights: torch.Tensor  #: [tokens, top_k]
 
 
 @dataclass(frozen=True)
@@ -213,7 +236,15 @@ class ModelFamily:
         attr = self.probes.get(layer.kind, {}).get(role)
         if attr is None:
             raise TypeError(f"layer {layer.index} is {layer.kind!r}, which has no {role!r} module")
-        return getattr(layer.mixer, attr)
+        return reduce(getattr, attr.split("."), layer.mixer)
+
+    def routed_experts(self, module: nn.Module) -> RoutedExperts:
+        """The weights of a :data:`ROUTED_EXPERTS` module (families with MoE blocks implement it)."""
+        raise NotImplementedError(f"the {self.name} family has no MoE blocks")
+
+    def routed_call(self, args: tuple, kwargs: dict) -> RoutedCall:
+        """The arguments of one call of a :data:`ROUTED_EXPERTS` module, as a forward pre-hook sees them."""
+        raise NotImplementedError(f"the {self.name} family has no MoE blocks")
 
     def ssm_mixers(self, model: nn.Module, pattern: str) -> list[nn.Module]:
         """The Mamba mixers (they hold the run-time scan ``chunk_size``)."""

@@ -166,7 +166,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, tokenizer: Any | 
     """
     path = Path(path)
     if dtype is not None:
-        model.to(dtype)
+        cast_keeping_fp32_modules(model, dtype)
     _set_runtime_fields(model)
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -178,6 +178,24 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, tokenizer: Any | 
     return path
 
 
+def cast_keeping_fp32_modules(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``model.to(dtype)``, except the tensors the model class keeps in float32 whatever its dtype
+    (``_keep_in_fp32_modules_strict``, e.g. NemotronH's router ``e_score_correction_bias``), as
+    ``from_pretrained`` does: a bf16 copy of them would lose the precision the checkpoint stores."""
+    keep = set(getattr(model, "_keep_in_fp32_modules_strict", None) or ())
+    kept = {name: tensor.detach().float().clone() for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+            if keep.intersection(name.split(".")) and tensor.is_floating_point()}
+    model.to(dtype)  # replaces buffers by new tensors: restore the kept ones by name
+    for name, fp32 in kept.items():
+        owner_name, _, attr = name.rpartition(".")
+        owner = model.get_submodule(owner_name)
+        if attr in dict(owner.named_parameters(recurse=False)):
+            getattr(owner, attr).data = fp32
+        else:
+            setattr(owner, attr, fp32)  # a registered buffer: Module.__setattr__ replaces it
+    return model
+
+
 def _set_runtime_fields(model: nn.Module) -> None:
     """Config (and generation config) values plain transformers needs to run this model's shape."""
     config = getattr(model, "config", None)
@@ -186,7 +204,7 @@ def _set_runtime_fields(model: nn.Module) -> None:
         return
     try:
         arch = family.arch_from_config(config)
-    except ArchError:  # a shape this package does not model (e.g. MoE): saved as it is
+    except ArchError:  # a shape this package does not model (e.g. latent MoE): saved as it is
         return
     for name, value in family.plain_runtime_fields(arch).items():
         setattr(config, name, value)

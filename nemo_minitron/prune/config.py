@@ -27,6 +27,12 @@ class PruningConfig:
     layers of lowest importance (``layer_metric``). Mamba scores come from the W_x projection
     output by default (the paper's best, Table 2); ``z``, ``out_proj`` (its input) and ``flap``
     are the ablation alternatives.
+
+    MoE blocks (NeMo / Model Optimizer names): ``target_num_moe_experts`` routed experts kept per MoE layer (the
+    router's rows and correction bias follow their experts; at least ``num_experts_per_tok`` must stay, and with
+    router groups (``n_group``) a multiple of the groups), ``target_moe_ffn_hidden_size`` neurons kept in every
+    routed expert (ranked per expert), ``target_moe_shared_expert_intermediate_size`` neurons of the shared expert
+    (a multiple of ``n_shared_experts``, the equal experts whose total it is).
     """
 
     target_ffn_hidden_size: Optional[int] = None
@@ -34,6 +40,9 @@ class PruningConfig:
     target_num_attention_heads: Optional[int] = None
     target_mamba_num_heads: Optional[int] = None
     target_mamba_head_dim: Optional[int] = None
+    target_num_moe_experts: Optional[int] = None
+    target_moe_ffn_hidden_size: Optional[int] = None
+    target_moe_shared_expert_intermediate_size: Optional[int] = None
     target_num_layers: Optional[int] = None
     drop_layers: Optional[list[int]] = field(default=None)
     mamba_metric: str = "x"
@@ -64,6 +73,7 @@ class PruningConfig:
         else:
             _absent("target_mamba_num_heads", self.target_mamba_num_heads, "it has no Mamba layers")
             _absent("target_mamba_head_dim", self.target_mamba_head_dim, "it has no Mamba layers")
+        self._check_moe(source)
         if self.target_num_layers is not None and self.drop_layers:
             raise PruningConfigError(
                 "set either pruning_config.target_num_layers or pruning_config.drop_layers, not both")
@@ -87,6 +97,37 @@ class PruningConfig:
         except ArchError as err:
             raise PruningConfigError(f"pruning_config gives an invalid shape: {err}") from err
 
+    def _check_moe(self, source: HybridArch) -> None:
+        if "E" not in source.pattern:
+            for name in ("target_num_moe_experts", "target_moe_ffn_hidden_size",
+                         "target_moe_shared_expert_intermediate_size"):
+                _absent(name, getattr(self, name), "it has no MoE layers")
+            return
+        groups = source.moe_router_num_groups
+        _width("target_num_moe_experts", self.target_num_moe_experts, source.num_moe_experts,
+               multiple_of=groups, unit="router groups (n_group)", what="experts")
+        _width("target_moe_ffn_hidden_size", self.target_moe_ffn_hidden_size, source.moe_ffn_hidden_size)
+        _width("target_moe_shared_expert_intermediate_size", self.target_moe_shared_expert_intermediate_size,
+               source.moe_shared_expert_intermediate_size, multiple_of=source.moe_shared_experts,
+               unit="shared experts (n_shared_experts)", what="neurons")
+        kept = self.target_num_moe_experts
+        if kept is None:
+            return
+        reachable = source.moe_router_group_topk * kept // groups
+        if source.moe_router_topk > reachable:
+            least = groups * -(-source.moe_router_topk // source.moe_router_group_topk)  # a multiple of groups
+            if groups == 1:
+                why = f"would keep fewer experts than the num_experts_per_tok={source.moe_router_topk} every token uses"
+            else:
+                why = (f"would leave a token {reachable} experts to choose from ({source.moe_router_group_topk} of "
+                       f"{groups} router groups of {kept // groups}), fewer than the num_experts_per_tok="
+                       f"{source.moe_router_topk} it uses")
+            raise PruningConfigError(f"pruning_config.target_num_moe_experts={kept} {why}; keep at least {least} experts")
+        if kept // groups < 2:
+            raise PruningConfigError(
+                f"pruning_config.target_num_moe_experts={kept} leaves {kept // groups} expert(s) per router group; "
+                f"transformers' router scores a group by its best two experts: keep at least {2 * groups}")
+
     def target_widths(self, source: HybridArch) -> HybridArch:
         """``source`` with the width targets applied (depth is decided by importance later)."""
 
@@ -100,6 +141,10 @@ class PruningConfig:
             "num_attention_heads": pick(self.target_num_attention_heads, source.num_attention_heads),
             "mamba_num_heads": pick(self.target_mamba_num_heads, source.mamba_num_heads),
             "mamba_head_dim": pick(self.target_mamba_head_dim, source.mamba_head_dim),
+            "num_moe_experts": pick(self.target_num_moe_experts, source.num_moe_experts),
+            "moe_ffn_hidden_size": pick(self.target_moe_ffn_hidden_size, source.moe_ffn_hidden_size),
+            "moe_shared_expert_intermediate_size": pick(self.target_moe_shared_expert_intermediate_size,
+                                                        source.moe_shared_expert_intermediate_size),
         })
 
 
@@ -113,7 +158,8 @@ def _absent(name: str, value: Optional[int], why: str) -> None:
         raise PruningConfigError(f"pruning_config.{name} cannot be set for this model: {why}")
 
 
-def _width(name: str, value: Optional[int], current: int, multiple_of: int = 1, unit: str = "") -> None:
+def _width(name: str, value: Optional[int], current: int, multiple_of: int = 1, unit: str = "",
+           what: str = "heads") -> None:
     if value is None:
         return
     valid = [v for v in range(multiple_of, current + 1, multiple_of)]
@@ -127,4 +173,4 @@ def _width(name: str, value: Optional[int], current: int, multiple_of: int = 1, 
     if value % multiple_of:
         raise PruningConfigError(
             f"pruning_config.{name}={value} is not divisible by the {multiple_of} {unit}: every group must keep "
-            f"the same number of heads; {hint}")
+            f"the same number of {what}; {hint}")

@@ -9,6 +9,13 @@ safetensors file and re-pruning to another target needs no new forward passes.
 
 Aggregation follows Minitron: |activation| averaged over the sequence, then the L2 norm over
 all calibration samples.
+
+MoE blocks add three scores. Routed experts, as Model Optimizer scores them: the L2 norm of an expert's
+*routed output* (its output times the router weight the token gave it, i.e. exactly what the expert adds to
+the block's output), averaged over the calibration tokens routed to it (0 for an expert no token reached).
+Neurons of each routed expert: |up_proj output| (the paper's eq. 26, as for dense FFN neurons) averaged over
+each sample's tokens routed to that expert, then the L2 norm over samples; every expert has its own scores.
+Shared-expert neurons: exactly as dense FFN neurons (the shared expert sees every token).
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_file
-from ..arch import ATTENTION, MAMBA, MLP, HybridArch
+from ..arch import ATTENTION, MAMBA, MLP, MOE, HybridArch
 from ..models import adapter_for
-from ..models.family import FFN_ACT, FFN_IN, HEADS_OUT, IN_PROJ, OUT_PROJ
+from ..models.family import (FFN_ACT, FFN_IN, HEADS_OUT, IN_PROJ, OUT_PROJ, ROUTED_EXPERTS, SHARED_FFN_IN,
+                             RoutedCall, RoutedExperts)
 from ..models.mamba_layout import split_in_proj
 
 SCORES_FILE = "importance.safetensors"
@@ -46,6 +54,14 @@ class ImportanceScores:
     hidden: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     #: metric ("kl", "cosine") -> [num_layers] (``arch.layers``); higher = more important
     layers: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: MoE layer index -> [num_moe_experts]: mean L2 norm of each expert's routed output per routed token
+    moe_experts: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: MoE layer index -> [num_moe_experts]: calibration tokens routed to each expert (a diagnostic)
+    moe_expert_tokens: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: MoE layer index -> [num_moe_experts, moe_ffn_hidden_size]: each routed expert's neurons
+    moe_ffn: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: MoE layer index -> [moe_shared_expert_intermediate_size]: the shared expert's neurons
+    moe_shared: dict[int, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def mamba_scores(self, metric: str) -> dict[int, torch.Tensor]:
@@ -67,6 +83,8 @@ class ImportanceScores:
         tensors.update({f"ffn.{i}": t for i, t in self.ffn.items()})
         tensors.update({f"attention.{i}": t for i, t in self.attention.items()})
         tensors.update({f"layers.{m}": t for m, t in self.layers.items()})
+        for kind in _MOE_TABLES:
+            tensors.update({f"{kind}.{i}": t for i, t in getattr(self, kind).items()})
         meta = {"arch": json.dumps(self.arch.to_dict()), "meta": json.dumps(self.meta)}
         path = Path(path)
         with atomic_file(path) as tmp:
@@ -94,6 +112,9 @@ class ImportanceScores:
             else:
                 getattr(scores, kind)[int(rest[0])] = tensor
         return scores
+
+
+_MOE_TABLES = ("moe_experts", "moe_expert_tokens", "moe_ffn", "moe_shared")
 
 
 class _L2OfSequenceMeans:
@@ -133,6 +154,47 @@ class _Moments:
         return ((self.s2 - self.n * mean.pow(2)) / (self.n - 1)).clamp_min(0).float().cpu()
 
 
+class _RoutedExpertScores:
+    """Scores of one MoE block's routed experts, accumulated over calibration batches (see the module docstring).
+
+    Each call recomputes every routed expert on the tokens sent to it (whatever experts implementation the model
+    runs), so the scores need no access to the fused kernels' internals; it costs one more pass of the experts.
+    """
+
+    def __init__(self, num_experts: int, neurons: int) -> None:
+        self.shape = (num_experts, neurons)
+        self.output_norm = self.tokens = self.neuron_sq = torch.empty(0)
+
+    def add(self, call: RoutedCall, weights: RoutedExperts, samples: int) -> None:
+        x = call.hidden.detach()
+        if self.output_norm.numel() == 0:  # accumulate on the model's device: no host sync per expert
+            self.output_norm, self.tokens = (torch.zeros(self.shape[0], dtype=torch.float64, device=x.device)
+                                             for _ in range(2))
+            self.neuron_sq = torch.zeros(self.shape, dtype=torch.float64, device=x.device)
+        seq = x.shape[0] // samples
+        for e in torch.unique(call.experts).tolist():
+            token, slot = torch.where(call.experts == e)
+            a = F.linear(x[token], weights.up[e])  # [routed tokens, neurons]: the paper's X W1^T
+            y = F.linear(weights.act(a), weights.down[e]) * call.weights[token, slot, None]
+            self.output_norm[e] += y.float().norm(dim=-1).double().sum()
+            self.tokens[e] += token.numel()
+            # |a| averaged over each sample's routed tokens, squared, summed over the samples that reached e.
+            sample = token // seq
+            sums = torch.zeros(samples, a.shape[-1], dtype=torch.float64, device=a.device)
+            sums.index_add_(0, sample, a.double().abs())
+            counts = torch.bincount(sample, minlength=samples).double().clamp_min(1)
+            self.neuron_sq[e] += (sums / counts[:, None]).pow(2).sum(dim=0)
+
+    def experts(self) -> torch.Tensor:
+        return torch.where(self.tokens > 0, self.output_norm / self.tokens.clamp_min(1), 0.0).float().cpu()
+
+    def token_counts(self) -> torch.Tensor:
+        return self.tokens.float().cpu()
+
+    def neurons(self) -> torch.Tensor:
+        return self.neuron_sq.sqrt().float().cpu()
+
+
 def _block_input(args: tuple, kwargs: dict) -> torch.Tensor:
     return args[0] if args else kwargs["hidden_states"]
 
@@ -165,6 +227,8 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
     depth_units = adapter.layer_modules()
     act: dict[str, _L2OfSequenceMeans] = defaultdict(_L2OfSequenceMeans)
     flap: dict[int, _Moments] = defaultdict(_Moments)
+    routed: dict[int, _RoutedExpertScores] = {}
+    batch_samples = {"n": 0}  # samples in the batch being run: routed experts see it flattened
     cosine_sum = torch.zeros(len(depth_units), dtype=torch.float64)
     handles: list[torch.utils.hooks.RemovableHandle] = []
     recording = {"on": True}  # off during the layer-skipping KL passes: they are not calibration
@@ -198,6 +262,15 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
             hook(adapter.probe(layer, FFN_IN), lambda m, a, out, i=i: act[f"ffn.{i}"].add(out))
         elif layer.kind == ATTENTION:
             hook(adapter.probe(layer, HEADS_OUT), lambda m, a, i=i: act[f"attention.{i}"].add(a[0]), pre=True)
+        elif layer.kind == MOE:
+            routed[i] = _RoutedExpertScores(arch.num_moe_experts, arch.moe_ffn_hidden_size)
+
+            def on_experts(m: nn.Module, args: tuple, kwargs: dict, i: int = i) -> None:
+                routed[i].add(adapter.family.routed_call(args, kwargs), adapter.family.routed_experts(m),
+                              batch_samples["n"])
+
+            hook(adapter.probe(layer, ROUTED_EXPERTS), on_experts, pre=True, with_kwargs=True)
+            hook(adapter.probe(layer, SHARED_FFN_IN), lambda m, a, out, i=i: act[f"moe_shared.{i}"].add(out))
     if "cosine" in layer_metrics:
         for u, module in enumerate(depth_units):
             def on_block(m: nn.Module, args: tuple, kwargs: dict, out: Any, u: int = u) -> None:
@@ -215,6 +288,7 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
     try:
         for batch in tqdm(batches, desc="importance (calibration)", disable=not progress, unit="batch"):
             batch = batch.to(device)
+            batch_samples["n"] = batch.shape[0]
             logits = model(input_ids=batch, use_cache=False).logits
             if want_kl and (kl_max_samples is None or kl_samples < kl_max_samples):
                 take = batch.shape[0] if kl_max_samples is None else min(batch.shape[0], kl_max_samples - kl_samples)
@@ -245,6 +319,10 @@ def estimate_importance(model: nn.Module, calibration: torch.Tensor, batch_size:
             scores.ffn[i] = act[f"ffn.{i}"].result()
         elif layer.kind == ATTENTION:
             scores.attention[i] = act[f"attention.{i}"].result().view(arch.num_attention_heads, -1).norm(dim=1)
+        elif layer.kind == MOE:
+            scores.moe_experts[i], scores.moe_ffn[i] = routed[i].experts(), routed[i].neurons()
+            scores.moe_expert_tokens[i] = routed[i].token_counts()
+            scores.moe_shared[i] = act[f"moe_shared.{i}"].result()
     if "cosine" in layer_metrics:
         scores.layers["cosine"] = (cosine_sum / n_samples).float()
     if want_kl:

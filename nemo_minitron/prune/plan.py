@@ -3,7 +3,8 @@
 A plan is plain data (JSON), so it can be reviewed, saved next to the pruned checkpoint,
 edited by hand, and re-applied. Indices are positions in the *source* model. Their order is
 the order of the pruned model: heads may be reordered within their Mamba group (or KV group)
-but never across groups, which is what keeps the SSM computation intact (paper eq. 17).
+but never across groups, which is what keeps the SSM computation intact (paper eq. 17). Routed
+experts likewise stay in their router group, and shared-expert neurons in their shared expert.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..arch import ATTENTION, MAMBA, MLP, HybridArch
+from ..arch import ATTENTION, MAMBA, MLP, MOE, HybridArch
 from ..atomic import write_text_atomic
 
 
@@ -34,6 +35,10 @@ class PruningPlan:
     mamba_channels: dict[int, list[int]] = field(default_factory=dict)
     ffn: dict[int, list[int]] = field(default_factory=dict)
     attention_heads: dict[int, list[int]] = field(default_factory=dict)
+    #: MoE layers: kept routed experts; per kept expert (same order) its kept neurons; kept shared-expert neurons
+    moe_experts: dict[int, list[int]] = field(default_factory=dict)
+    moe_ffn: dict[int, list[list[int]]] = field(default_factory=dict)
+    moe_shared: dict[int, list[int]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -47,6 +52,10 @@ class PruningPlan:
             mamba_channels={i: list(full(arch.mamba_head_dim)) for i in layers if arch.pattern[i] == MAMBA},
             ffn={i: list(full(arch.ffn_hidden_size)) for i in layers if arch.pattern[i] == MLP},
             attention_heads={i: list(full(arch.num_attention_heads)) for i in layers if arch.pattern[i] == ATTENTION},
+            moe_experts={i: list(full(arch.num_moe_experts)) for i in layers if arch.pattern[i] == MOE},
+            moe_ffn={i: [list(full(arch.moe_ffn_hidden_size))] * arch.num_moe_experts
+                     for i in layers if arch.pattern[i] == MOE},
+            moe_shared={i: list(full(arch.moe_shared_expert_intermediate_size)) for i in layers if arch.pattern[i] == MOE},
         )
 
     # ------------------------------------------------------------------ checks
@@ -80,10 +89,24 @@ class PruningPlan:
         for i, kept in self.attention_heads.items():
             _check_indices(f"attention_heads[{i}]", kept, src.num_attention_heads, tgt.num_attention_heads)
             _check_grouped(f"attention_heads[{i}]", kept, src.num_attention_heads, src.num_query_groups, "KV group")
+        for i, experts in self.moe_experts.items():
+            _check_indices(f"moe_experts[{i}]", experts, src.num_moe_experts, tgt.num_moe_experts)
+            _check_grouped(f"moe_experts[{i}]", experts, src.num_moe_experts, src.moe_router_num_groups,
+                           "router group", "expert")
+            if len(self.moe_ffn[i]) != len(experts):
+                raise PlanError(f"moe_ffn[{i}] lists {len(self.moe_ffn[i])} experts' neurons but moe_experts[{i}] "
+                                f"keeps {len(experts)} experts")
+            for e, neurons in zip(experts, self.moe_ffn[i]):
+                _check_indices(f"moe_ffn[{i}] (expert {e})", neurons, src.moe_ffn_hidden_size, tgt.moe_ffn_hidden_size)
+            _check_indices(f"moe_shared[{i}]", self.moe_shared[i], src.moe_shared_expert_intermediate_size,
+                           tgt.moe_shared_expert_intermediate_size)
+            _check_grouped(f"moe_shared[{i}]", self.moe_shared[i], src.moe_shared_expert_intermediate_size,
+                           src.moe_shared_experts, "shared expert", "neuron")
         if tgt.num_query_groups != src.num_query_groups and ATTENTION in tgt.pattern:
             raise PlanError("KV heads (num_query_groups) are kept whole; target.num_query_groups must equal the source's")
         for name in ("mamba_num_groups", "mamba_state_dim", "mamba_conv_kernel", "attention_head_dim",
-                     "tie_word_embeddings"):
+                     "tie_word_embeddings", "moe_router_topk", "moe_shared_experts", "moe_router_num_groups",
+                     "moe_router_group_topk"):
             if getattr(src, name) != getattr(tgt, name) and _axis_used(tgt, name):
                 raise PlanError(f"{name} cannot be pruned: target has {getattr(tgt, name)}, source {getattr(src, name)}")
         return self
@@ -106,6 +129,10 @@ class PruningPlan:
             "kept_layers": list(map(int, self.kept_layers)),
             "hidden": list(map(int, self.hidden)),
             **{axis: table(getattr(self, axis)) for axis in _ALL_AXES},
+            # MoE tables only for models with MoE layers, so other plans read exactly as before they existed
+            **({"moe_experts": table(self.moe_experts),
+                "moe_ffn": {str(k): [list(map(int, e)) for e in v] for k, v in sorted(self.moe_ffn.items())},
+                "moe_shared": table(self.moe_shared)} if MOE in self.source.pattern else {}),
         }
 
     @classmethod
@@ -116,7 +143,7 @@ class PruningPlan:
                 target=HybridArch(**data["target"]),
                 kept_layers=list(data["kept_layers"]),
                 hidden=list(data["hidden"]),
-                **{axis: {int(k): list(v) for k, v in data.get(axis, {}).items()} for axis in _ALL_AXES},
+                **{axis: {int(k): list(v) for k, v in data.get(axis, {}).items()} for axis in _ALL_AXES + _MOE_AXES},
             )
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise PlanError(f"not a pruning plan: {err!r}") from err
@@ -136,7 +163,8 @@ class PruningPlan:
         return cls.from_dict(data).validate()
 
 
-_LAYER_AXES = {MAMBA: ("mamba_heads", "mamba_channels"), MLP: ("ffn",), ATTENTION: ("attention_heads",)}
+_MOE_AXES = ("moe_experts", "moe_ffn", "moe_shared")
+_LAYER_AXES = {MAMBA: ("mamba_heads", "mamba_channels"), MLP: ("ffn",), ATTENTION: ("attention_heads",), MOE: _MOE_AXES}
 _ALL_AXES = ("mamba_heads", "mamba_channels", "ffn", "attention_heads")
 
 
@@ -145,6 +173,8 @@ def _axis_used(arch: HybridArch, name: str) -> bool:
         return MAMBA in arch.pattern
     if name.startswith("attention"):
         return ATTENTION in arch.pattern
+    if name.startswith("moe"):
+        return MOE in arch.pattern
     return True
 
 
@@ -159,14 +189,15 @@ def _check_indices(name: str, kept: list[int], size: int, expected_len: int, asc
         raise PlanError(f"{name} must be in ascending order")
 
 
-def _check_grouped(name: str, kept: list[int], size: int, groups: int, what: str) -> None:
-    """Output position p must hold a head of the same group as in the source (eq. 17)."""
+def _check_grouped(name: str, kept: list[int], size: int, groups: int, what: str, unit: str = "head") -> None:
+    """Output position p must hold a ``unit`` (head, expert, shared-expert neuron) of the same group as in the
+    source (eq. 17)."""
     per_group_src, per_group_tgt = size // groups, len(kept) // groups
     if len(kept) % groups:
-        raise PlanError(f"{name} keeps {len(kept)} heads, not a multiple of the {groups} {what}s")
+        raise PlanError(f"{name} keeps {len(kept)} {unit}s, not a multiple of the {groups} {what}s")
     for pos, head in enumerate(kept):
         if head // per_group_src != pos // per_group_tgt:
             raise PlanError(
-                f"{name}: head {head} (of {what} {head // per_group_src}) cannot move to {what} "
-                f"{pos // per_group_tgt}; heads may only be reordered within their {what}"
+                f"{name}: {unit} {head} (of {what} {head // per_group_src}) cannot move to {what} "
+                f"{pos // per_group_tgt}; {unit}s may only be reordered within their {what}"
             )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..arch import ATTENTION, DECODER_LAYER, MAMBA, MLP
+from ..arch import ATTENTION, DECODER_LAYER, MAMBA, MLP, MOE
 from .importance import ImportanceScores
 
 _STYLE = {MAMBA: ("tab:red", "Mamba2"), MLP: ("tab:blue", "FFN"), ATTENTION: ("tab:green", "self-attention"),
-          DECODER_LAYER: ("tab:purple", "decoder layer")}
+          MOE: ("tab:orange", "MoE"), DECODER_LAYER: ("tab:purple", "decoder layer")}
 
 
 def plot_layer_importance(scores: ImportanceScores, path: str | os.PathLike) -> Path:

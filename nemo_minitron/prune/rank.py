@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import ATTENTION, MAMBA, MLP, HybridArch
+from ..arch import ATTENTION, MAMBA, MLP, MOE, HybridArch
 from .config import PruningConfig
 from .importance import ImportanceScores
 from .plan import PruningPlan
@@ -42,7 +42,9 @@ def rank_mamba(scores: torch.Tensor, num_groups: int, keep_heads: int, keep_chan
 
 
 def rank_grouped_heads(scores: torch.Tensor, num_groups: int, keep: int) -> list[int]:
-    """Attention heads ranked within their KV group (GQA): every group keeps keep/num_groups."""
+    """Entries ranked within their group of equal contiguous groups, every group keeping keep/num_groups: attention
+    heads within their KV group (GQA), routed experts within their router group, shared-expert neurons within
+    their shared expert."""
     per_src, per_keep = scores.numel() // num_groups, keep // num_groups
     kept: list[int] = []
     for g in range(num_groups):
@@ -92,4 +94,19 @@ def make_plan(scores: ImportanceScores, config: PruningConfig) -> PruningPlan:
         elif kind == ATTENTION:
             plan.attention_heads[i] = rank_grouped_heads(
                 scores.attention[i], source.num_query_groups, target.num_attention_heads)
+        elif kind == MOE:
+            plan.moe_experts[i], plan.moe_ffn[i] = rank_experts(
+                scores.moe_experts[i], scores.moe_ffn[i], source.moe_router_num_groups, target.num_moe_experts,
+                target.moe_ffn_hidden_size)
+            plan.moe_shared[i] = rank_grouped_heads(scores.moe_shared[i], source.moe_shared_experts,
+                                                    target.moe_shared_expert_intermediate_size)
     return plan.validate()
+
+
+def rank_experts(expert_scores: torch.Tensor, neuron_scores: torch.Tensor, router_groups: int, keep_experts: int,
+                 keep_neurons: int) -> tuple[list[int], list[list[int]]]:
+    """One MoE layer: the routed experts to keep (ranked within their router group) and, per kept expert, its own
+    best ``keep_neurons`` neurons. Neurons are ranked per expert, not jointly: neuron j of one expert and neuron j
+    of another are unrelated units of different MLPs, so a score summed over experts would rank nothing real."""
+    experts = rank_grouped_heads(expert_scores, router_groups, keep_experts)
+    return experts, [top_k_sorted(neuron_scores[e], keep_neurons) for e in experts]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..arch import ATTENTION, MAMBA
+from ..arch import ATTENTION, MAMBA, MOE
 from ..models import adapter_for
 from ..models.io import model_from_state_dict
 from ..models.attention_layout import attention_axes
@@ -29,13 +29,28 @@ def _block_axes(plan: PruningPlan, block: int) -> dict[str, torch.Tensor]:
         return mamba_axes(MambaShape.of(src), plan.mamba_heads[block], plan.mamba_channels[block])
     if kind == ATTENTION:
         return attention_axes(src.attention_head_dim, plan.attention_heads[block])
+    if kind == MOE:
+        return {"experts": torch.as_tensor(plan.moe_experts[block], dtype=torch.long),
+                "expert_ffn": torch.as_tensor(plan.moe_ffn[block], dtype=torch.long),
+                "shared_ffn": torch.as_tensor(plan.moe_shared[block], dtype=torch.long)}
     return {"ffn": torch.as_tensor(plan.ffn[block], dtype=torch.long)}
 
 
 def _take(tensor: torch.Tensor, axes: Axes, index: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cut ``tensor`` along every axis; a 2-D index ([rows of dim 0, kept]) keeps different entries per row of
+    dim 0 (each routed expert its own neurons), so dim 0 must have been cut already."""
     for dim, axis in enumerate(axes):
-        if axis is not None:
-            tensor = tensor.index_select(dim, index[axis].to(tensor.device))
+        if axis is None:
+            continue
+        kept = index[axis].to(tensor.device)
+        if kept.ndim == 1:
+            tensor = tensor.index_select(dim, kept)
+        else:
+            shape = [kept.shape[0]] + [1] * (tensor.ndim - 1)
+            shape[dim] = kept.shape[1]
+            size = list(tensor.shape)
+            size[dim] = kept.shape[1]
+            tensor = tensor.gather(dim, kept.view(shape).expand(size))
     return tensor
 
 

@@ -35,12 +35,15 @@ def short_distillation(seq_length: int, seed: int,
     return distill_candidate, validation_loss
 
 
-def search(model_path: str, output_dir: str, target_params: int, tolerance: float = 0.05, top_k: int = 3,
+def search(model_path: str, output_dir: str, target_params: Optional[int] = None,
+           target_active_params: Optional[int] = None, tolerance: float = 0.05, top_k: int = 3,
            distill_steps: int = 20, space: Optional[SearchSpace] = None, num_samples: int = 32,
            seq_length: int = 256, val_samples: int = 16, scores_path: Optional[str] = None,
            tie_tolerance: float = 0.005, max_candidates: int = 200,
            distill_kwargs: Optional[dict[str, Any]] = None, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
-    """Search pruned shapes of ``model_path`` with at most ``target_params`` parameters.
+    """Search pruned shapes of ``model_path`` with at most ``target_params`` parameters (or, for a model with MoE
+    layers, ``target_active_params`` active parameters: those one token uses; ``target_params`` then only caps
+    the total).
 
     Every shape within ``tolerance`` below the budget is pruned from one set of importance
     scores and ranked by zero-shot validation loss; the best ``top_k`` are distilled for
@@ -59,4 +62,4 @@ def search(model_path: str, output_dir: str, target_params: int, tolerance: floa
                                tolerance=tolerance, top_k=top_k, distill_steps=distill_steps, space=space,
                                num_samples=num_samples, seq_length=seq_length, val_samples=val_samples,
                                scores_path=scores_path, tie_tolerance=tie_tolerance,
-                               max_candidates=max_candidates, seed=seed)
+                               max_candidates=max_candidates, seed=seed, target_active_params=target_active_params)
