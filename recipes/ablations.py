@@ -36,7 +36,7 @@ SMOLLM2 = AblationSettings(
 SMOLLM2_QUICK = replace(
     SMOLLM2, steps=1, seq_length=32, micro_batch_size=1, global_batch_size=1, warmup_steps=0, num_seeds=1,
     calibration_samples=2, calibration_seq_length=32, layer_importance_samples=1, match_factor=2, val_rows=2,
-    speed_input_len=8, speed_output_len=2, speed_repeats=1, workers=2, benchmarks={"lambada_openai_flat": 2})
+    speed_input_len=8, speed_output_len=2, speed_repeats=1, workers=1, benchmarks={"lambada_openai_flat": 2})
 
 #: kind of teacher (``nemo_minitron.ablations.variants.model_kind``) -> (default, quick) budgets
 BUDGETS = {"hybrid": (DEFAULT, QUICK), "decoder": (SMOLLM2, SMOLLM2_QUICK)}

@@ -169,13 +169,16 @@ def run_job(job: Job) -> dict[str, Any]:
                            global_batch_size=s.global_batch_size, max_steps=job.steps,
                            val_check_interval=s.steps if job.curve else job.steps,
                            limit_val_batches=val_batches if job.curve else 0, seed=job.seed,
-                           work_dir=str(work / "train"), keep_work=True, checkpoint_every=s.steps, progress=False),
+                           work_dir=str(work / "train"), keep_work=True, progress=False,
+                           # a 1x job resumes as a whole (its record); only the long run keeps checkpoints
+                           checkpoint_every=s.steps if job.curve else job.steps + 1),
         optim=OptimConfig(lr=lr, warmup_steps=s.warmup_steps))
     distilled = load_model(work / "student")
     record = {"variant": job.variant, "seed": job.seed, "steps": job.steps,
               "tokens": job.steps * s.global_batch_size * s.seq_length, "lr": lr,
               "val_loss": validation_loss(distilled, validation_rows(tokenizer, s)),
-              "train_seconds": round(time.perf_counter() - start, 1), "final_train_kd": summary["metrics"].get("kd")}
+              "train_seconds": round(time.perf_counter() - start, 1), "final_train_kd": summary["metrics"].get("kd"),
+              "train_tokens_per_sec": summary.get("tokens_per_sec")}
     if job.benchmark and s.benchmarks:
         bench_start = time.perf_counter()
         record["benchmarks"] = run_benchmarks(distilled, tokenizer, s)
