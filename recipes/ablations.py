@@ -29,7 +29,7 @@ QUICK = replace(
 #: so they would add noise, not signal), 32 documents each (about 3 minutes per model on one core).
 SMOLLM2_BENCHMARKS = {"hellaswag": 32, "arc_easy": 32, "piqa": 32, "lambada_openai_flat": 32}
 SMOLLM2 = AblationSettings(
-    steps=20, seq_length=256, micro_batch_size=8, global_batch_size=8, lr=5e-4, warmup_steps=2, num_seeds=2,
+    steps=16, seq_length=256, micro_batch_size=8, global_batch_size=8, lr=5e-4, warmup_steps=2, num_seeds=2,
     calibration_samples=32, calibration_seq_length=128, layer_importance_samples=8, match_factor=4, val_rows=16,
     speed_input_len=256, speed_output_len=32, speed_repeats=3, workers=2, benchmarks=SMOLLM2_BENCHMARKS,
     benchmark_seeds=1, random_init_lr=2e-3)

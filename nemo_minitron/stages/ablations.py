@@ -45,7 +45,7 @@ def ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[str]
     if model and teacher_path:
         raise ValueError(f"give either model={model!r} (a built-in model to import) or teacher_path={teacher_path!r}, "
                          "not both")
-    check_output_path(output_dir, "ablations", ("settings.json", "results.json", "students", "runs", "teacher"),
+    check_output_path(output_dir, "ablations", ("settings.json", "results.json", "students", "runs"),
                       inputs={"teacher_path": teacher_path}, overwrite=overwrite, argument="output_dir")
     if model:
         teacher_path = import_teacher(model, Path(output_dir) / "teacher")
@@ -68,9 +68,17 @@ def ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[str]
 
 
 def import_teacher(model: str, folder: Path) -> str:
-    """The built-in ``model`` as a checkpoint folder, imported once (reused on a rerun)."""
-    if not is_complete_checkpoint(folder):
-        from nemo_minitron.stages.import_ import import_checkpoint
+    """The built-in ``model`` as a checkpoint folder, imported once (reused on a rerun of the same model)."""
+    import json
 
-        import_checkpoint(model, str(folder))
+    from nemo_minitron.stages.import_ import SUMMARY_FILE, import_checkpoint
+
+    if is_complete_checkpoint(folder):
+        summary = folder / SUMMARY_FILE
+        source = json.loads(summary.read_text()).get("source") if summary.is_file() else None
+        if source != model:
+            raise ValueError(f"{folder} holds {source or 'a checkpoint not imported here'}, not model={model!r}; "
+                             "use a new output_dir")
+        return str(folder)
+    import_checkpoint(model, str(folder))
     return str(folder)
