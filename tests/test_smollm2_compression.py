@@ -170,3 +170,17 @@ def test_model_and_teacher_path_are_exclusive(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="either model="):
         ablations(str(tmp_path / "a"), teacher_path=str(tmp_path), model="smollm2-135m")
+
+
+def test_an_imported_teacher_is_reused_only_for_the_same_model(tmp_path) -> None:
+    from conftest import TINY_DECODER_ARCHS
+
+    from nemo_minitron.models import build_model, save_checkpoint
+    from nemo_minitron.stages.ablations import import_teacher
+
+    folder = tmp_path / "teacher"
+    save_checkpoint(build_model(TINY_DECODER_ARCHS["llama"], seed=0), folder)
+    with pytest.raises(ValueError, match="not model='smollm2-135m'"):
+        import_teacher("smollm2-135m", folder)  # no import summary: not ours to reuse
+    (folder / "import_summary.json").write_text(json.dumps({"source": "smollm2-135m"}))
+    assert import_teacher("smollm2-135m", folder) == str(folder)
