@@ -139,7 +139,7 @@ def test_quick_run_report_files_and_computed_verdicts(quick_run) -> None:
         assert (folder / "smollm2_compression.png").stat().st_size > 10_000
         on_disk = json.loads((folder / "smollm2_compression.json").read_text())
         assert on_disk["findings"] == results["findings"] and on_disk["machine"] and on_disk["seconds"] > 0
-    assert {f["finding"] for f in results["findings"]} == {"1", "2", "3", "4", "5", "6", "7"}
+    assert {f["finding"] for f in results["findings"]} == {"1", "2", "3", "4", "5", "6", "7", "8"}
     # the verdicts follow the numbers: swap the width and depth students' losses and finding 1 flips
     flipped = copy.deepcopy(results)
     width, depth = ([r for r in flipped["runs"] if r["variant"] == n and "curve" not in r]
