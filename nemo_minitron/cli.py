@@ -128,7 +128,7 @@ STAGES: Dict[str, Stage] = {
     ),
     "ablations": Stage(
         "nemo_minitron.stages.ablations:ablations",
-        "reproduce the paper's pruning ablations on the tiny teacher (width vs depth, heads vs channels, metrics, ...)",
+        "the paper's pruning ablations: tiny hybrid teacher (Mamba findings) or a real decoder (model=smollm2-135m)",
     ),
     "pipeline": Stage(
         "nemo_minitron.stages.pipeline:pipeline",

@@ -2,7 +2,9 @@
 
 Each finding compares measured numbers and states whether they agree with the paper; nothing
 here knows the outcome in advance. Two means count as different only when their gap exceeds
-the seeds' spread (sqrt of the summed variances) and 0.1 % of the loss.
+the seeds' spread (sqrt of the summed variances) and 0.1 % of the loss. This module holds the
+shared machinery and the hybrid teacher's findings; a plain decoder's are in
+:mod:`.decoder_report`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -64,12 +66,14 @@ def tokens_to_match(results: dict[str, Any]) -> dict[str, Any]:
             "lower_bound_ratio": None if hit else longest / budget}
 
 
-def speed_ratio(results: dict[str, Any], name: str) -> Optional[float]:
+def speed_ratio(results: dict[str, Any], name: str, key: str = "throughput_ratio") -> Optional[float]:
+    """Decode throughput (or, with ``key="ttft_ratio"``, time to first token) of ``name`` over the
+    teacher's; a random-init student has its pruned twin's shape, hence its speed."""
     variants = results["variants"]
     if variants[name]["random_init"]:
         name = results["pruned_reference"]
     ratio = results["speed"]["ratios"].get(name)
-    return ratio["throughput_ratio"] if ratio else None
+    return ratio[key] if ratio else None
 
 
 def findings(results: dict[str, Any]) -> list[dict[str, str]]:
@@ -137,7 +141,7 @@ def _fmt_params(n: int) -> str:
     return f"{n / 1e6:.2f}M"
 
 
-def to_markdown(results: dict[str, Any], command: str) -> str:
+def to_markdown(results: dict[str, Any], command: str, figure: str = "ablations.png") -> str:
     st, variants, runs = results["settings"], results["variants"], results["runs"]
     lines = [
         "# Reproducing the paper's ablations on the tiny teacher", "",
@@ -180,7 +184,7 @@ def to_markdown(results: dict[str, Any], command: str) -> str:
                   "| tokens | multiple of the budget | val loss |", "|---:|---:|---:|",
                   *(f"| {p['tokens']:,} | {p['tokens'] / match['budget_tokens']:.0f}x | {p['val_loss']:.4f} |"
                     for p in match["curve"]), ""]
-    lines += ["![ablations](ablations.png)", "",
+    lines += [f"![ablations]({figure})", "",
               f"Wall time of this invocation: {results['seconds']:.0f} s; summed distillation time "
               f"{sum(r['train_seconds'] for r in runs):.0f} s over {len(runs)} runs in {st['workers']} worker(s) "
               f"(torch {results['torch']}, {results['cpu_count']} CPUs)."]
@@ -188,6 +192,7 @@ def to_markdown(results: dict[str, Any], command: str) -> str:
 
 
 def to_png(results: dict[str, Any]) -> bytes:
+    """Loss per student, speed, tokens to match (and, when benchmarked, the benchmark averages)."""
     import io
 
     import matplotlib
@@ -198,7 +203,8 @@ def to_png(results: dict[str, Any]) -> bytes:
     variants, runs = results["variants"], results["runs"]
     names = list(variants)
     stats = [loss_stats(runs, n) for n in names]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    with_benchmarks = bool(results.get("teacher_benchmarks"))
+    fig, axes = plt.subplots(1, 4 if with_benchmarks else 3, figsize=(22 if with_benchmarks else 17, 5))
     x = range(len(names))
     axes[0].bar(x, [s.mean for s in stats], yerr=[s.std for s in stats], color="tab:blue", label="distilled")
     axes[0].scatter(x, [variants[n]["zero_shot_loss"] for n in names], color="tab:red", marker="_", s=300,
@@ -219,11 +225,20 @@ def to_png(results: dict[str, Any]) -> bytes:
     axes[0].set_title("loss per student (mean ± std over seeds)")
     axes[0].legend(fontsize=8)
     pruned = [n for n in names if not variants[n]["random_init"]]
-    axes[1].bar(range(len(pruned)), [speed_ratio(results, n) or 0 for n in pruned], color="tab:green")
+    axes[1].bar([i - 0.2 for i in range(len(pruned))], [speed_ratio(results, n) or 0 for n in pruned], width=0.4,
+                color="tab:green", label="decode throughput")
+    axes[1].bar([i + 0.2 for i in range(len(pruned))], [1 / (speed_ratio(results, n, "ttft_ratio") or 1)
+                                                         for n in pruned], width=0.4, color="tab:olive",
+                label="1 / time to first token")
     axes[1].axhline(1.0, color="k", ls="--", lw=1)
     axes[1].set_xticks(range(len(pruned)), pruned, rotation=40, ha="right")
-    axes[1].set_ylabel("decode throughput / teacher")
+    axes[1].set_ylabel("speed-up over the teacher")
     axes[1].set_title("speed (same run)")
+    axes[1].legend(fontsize=8)
+    if with_benchmarks:
+        from .decoder_report import plot_benchmarks
+
+        plot_benchmarks(axes[3], results)
     match = tokens_to_match(results)
     if match:
         axes[2].plot([p["tokens"] for p in match["curve"]], [p["val_loss"] for p in match["curve"]], "o-",
@@ -241,20 +256,45 @@ def to_png(results: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a report goes: the Markdown, the figure and the JSON (the JSON also to ``docs_dir`` when asked)."""
+
+    markdown: str = "results.md"
+    figure: str = "ablations.png"
+    json: str = "results.json"
+    json_in_docs: bool = False
+    title: str = field(default="")  #: the Markdown's first heading (default: by the kind of teacher)
+
+    @classmethod
+    def named(cls, stem: str, title: str = "") -> "ReportFiles":
+        """``stem.md``, ``stem.png`` and ``stem.json``, all three also in the docs folder."""
+        return cls(f"{stem}.md", f"{stem}.png", f"{stem}.json", json_in_docs=True, title=title)
+
+
 def write_report(results: dict[str, Any], out: Path, docs_dir: Optional[Path] = None,
-                 command: Optional[str] = None) -> dict[str, Any]:
-    """Write results.json / results.md / ablations.png to ``out`` (and the Markdown + figure to ``docs_dir``)."""
+                 command: Optional[str] = None, files: Optional[ReportFiles] = None) -> dict[str, Any]:
+    """Write the JSON, Markdown and figure (default: results.json / results.md / ablations.png) to
+    ``out``, and the Markdown + figure (+ JSON for named reports) to ``docs_dir``."""
     from ..atomic import write_text_atomic
     from ..evaluate._io import atomic_write_bytes
+    from .decoder_report import decoder_findings, decoder_markdown
 
+    files = files or ReportFiles()
     command = command or results.get("command") or "python scripts/ablations.py"
-    results = {**results, "command": command, "findings": findings(results)}
-    markdown, png = to_markdown(results, command), to_png(results)
-    write_text_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
+    decoder = results.get("kind") == "decoder"
+    results = {**results, "command": command, "report": files.markdown,
+               "findings": decoder_findings(results) if decoder else findings(results)}
+    markdown = (decoder_markdown(results, command, files.figure, files.title) if decoder
+                else to_markdown(results, command, files.figure))
+    png, text = to_png(results), json.dumps(results, indent=1, default=str)
+    write_text_atomic(out / files.json, text)
     for folder in [out] + ([docs_dir] if docs_dir else []):
         folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder / "results.md", markdown + kept_discussion(folder / "results.md"))
-        atomic_write_bytes(folder / "ablations.png", png)
+        write_text_atomic(folder / files.markdown, markdown + kept_discussion(folder / files.markdown))
+        atomic_write_bytes(folder / files.figure, png)
+        if folder == docs_dir and files.json_in_docs:
+            write_text_atomic(folder / files.json, text)
     return results
 
 

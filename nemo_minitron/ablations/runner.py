@@ -1,5 +1,8 @@
 """Run the paper's ablations on a teacher: prune every variant from one set of saved importance
-scores, distill each for the same tokens over several seeds, time decoding, write the report.
+scores, distill each for the same tokens over several seeds, score it on held-out text (and,
+when the settings name them, on lm-eval's standard benchmarks), time decoding, write the report.
+The compared students depend on the kind of teacher (hybrid Mamba model or plain decoder:
+:mod:`.variants`); everything else is shared.
 
 Every distillation is a job whose result is cached as JSON under ``output_dir/runs/``, so an
 interrupted run resumes where it stopped; jobs run in ``workers`` single-threaded processes
@@ -18,7 +21,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -26,13 +29,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..arch import HybridArch
+from ..evaluate.speed import cpu_name
 from ..atomic import write_text_atomic
 from ..models import build_model, is_complete_checkpoint, load_config, load_model, load_tokenizer, save_checkpoint
 from ..prune.importance import SCORES_FILE, ImportanceScores, estimate_importance
 from ..prune.rank import make_plan
 from ..prune.trim import apply_plan
-from .report import write_report
-from .variants import Variant, block_params, build_variants
+from .report import ReportFiles, write_report
+from .variants import Variant, block_params, build_variants, model_kind
 
 #: The variant the random-init student copies and is compared with (finding 6).
 PRUNED_REFERENCE = "width"
@@ -58,10 +62,17 @@ class AblationSettings:
     speed_output_len: int
     speed_repeats: int
     workers: int  #: parallel single-threaded trainings
+    #: lm-eval task -> documents scored (its ``limit``); empty: no benchmarks, held-out loss only
+    benchmarks: dict[str, int] = field(default_factory=dict)
+    benchmark_seeds: int = 1  #: distillation seeds whose students are also benchmarked
+    random_init_lr: Optional[float] = None  #: the random-init student's peak lr (None: ``lr``)
 
     def __post_init__(self) -> None:
         if self.num_seeds < 1 or self.steps < 1 or self.match_factor < 1:
             raise ValueError("num_seeds, steps and match_factor must be >= 1")
+        bad = {task: n for task, n in self.benchmarks.items() if not isinstance(n, int) or n < 1}
+        if bad:
+            raise ValueError(f"benchmarks={bad}: every task needs a positive number of documents (its lm-eval limit)")
 
     @property
     def tokens_per_run(self) -> int:
@@ -89,6 +100,7 @@ class Job:
     distill: DistillFn
     random_arch: Optional[dict[str, Any]] = None
     curve: bool = False  #: validate every ``settings.steps`` steps (the tokens-to-match run)
+    benchmark: bool = False  #: also score the distilled student on ``settings.benchmarks``
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -100,6 +112,21 @@ def validation_rows(tokenizer: Any, settings: AblationSettings) -> torch.Tensor:
 
     rows = corpus_tokens(tokenizer, settings.seq_length, split="validation")
     return rows[: settings.val_rows] if settings.val_rows else rows
+
+
+#: Documents lm-eval scores per forward batch (the benchmarks).
+BENCHMARK_BATCH = 16
+
+
+def run_benchmarks(model: torch.nn.Module, tokenizer: Any, settings: AblationSettings) -> dict[str, dict[str, float]]:
+    """``{task: {metric: value}}`` of lm-eval's standard tasks, each on its first ``limit`` documents."""
+    from ..evaluate.lm_eval_adapter import run_lm_eval
+
+    scores: dict[str, dict[str, float]] = {}
+    for task, limit in settings.benchmarks.items():  # one call per task: each has its own limit
+        scores.update(run_lm_eval(model, tokenizer, tasks=[task], limit=limit, batch_size=BENCHMARK_BATCH,
+                                  device="cpu"))
+    return scores
 
 
 def read_val_curve(log_dir: Path, tokens_per_step: int) -> list[dict[str, float]]:
@@ -126,25 +153,36 @@ def run_job(job: Job) -> dict[str, Any]:
     s, work = job.settings, Path(job.work)
     tokenizer = load_tokenizer(job.teacher)
     student = job.student
+    lr = s.lr
     if job.random_arch is not None:
-        student = str(work / "init")
+        student, lr = str(work / "init"), s.random_init_lr or s.lr
         if not is_complete_checkpoint(student):
-            arch = HybridArch(**job.random_arch)
-            save_checkpoint(build_model(arch, seed=job.seed), student, tokenizer=tokenizer)
+            # The teacher's config as the base: the same rope, norms and vocabulary, only the shape differs.
+            model = build_model(HybridArch(**job.random_arch), base_config=load_config(job.teacher), seed=job.seed)
+            save_checkpoint(model, student, tokenizer=tokenizer)
     start = time.perf_counter()
+    val_batches = -(-s.val_rows // s.micro_batch_size) if s.val_rows else 10**6
     # keep_work: the validation curve is read from the work folder's logs; the whole job folder goes below.
     summary = job.distill(
         job.teacher, student, str(work / "student"),
         train=TrainConfig(seq_length=s.seq_length, micro_batch_size=s.micro_batch_size,
                            global_batch_size=s.global_batch_size, max_steps=job.steps,
                            val_check_interval=s.steps if job.curve else job.steps,
-                           limit_val_batches=10**6 if job.curve else 0, seed=job.seed, work_dir=str(work / "train"),
-                           keep_work=True, checkpoint_every=s.steps, progress=False),
-        optim=OptimConfig(lr=s.lr, warmup_steps=s.warmup_steps))
+                           limit_val_batches=val_batches if job.curve else 0, seed=job.seed,
+                           work_dir=str(work / "train"), keep_work=True, progress=False,
+                           # a 1x job resumes as a whole (its record); only the long run keeps checkpoints
+                           checkpoint_every=s.steps if job.curve else job.steps + 1),
+        optim=OptimConfig(lr=lr, warmup_steps=s.warmup_steps))
+    distilled = load_model(work / "student")
     record = {"variant": job.variant, "seed": job.seed, "steps": job.steps,
-              "tokens": job.steps * s.global_batch_size * s.seq_length,
-              "val_loss": validation_loss(load_model(work / "student"), validation_rows(tokenizer, s)),
-              "train_seconds": round(time.perf_counter() - start, 1), "final_train_kd": summary["metrics"].get("kd")}
+              "tokens": job.steps * s.global_batch_size * s.seq_length, "lr": lr,
+              "val_loss": validation_loss(distilled, validation_rows(tokenizer, s)),
+              "train_seconds": round(time.perf_counter() - start, 1), "final_train_kd": summary["metrics"].get("kd"),
+              "train_tokens_per_sec": summary.get("tokens_per_sec")}
+    if job.benchmark and s.benchmarks:
+        bench_start = time.perf_counter()
+        record["benchmarks"] = run_benchmarks(distilled, tokenizer, s)
+        record["benchmark_seconds"] = round(time.perf_counter() - bench_start, 1)
     if job.curve:
         record["curve"] = read_val_curve(work / "train" / "logs", s.global_batch_size * s.seq_length)
     record_path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +221,9 @@ def run_jobs(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, An
 
 
 def prepare_students(teacher: torch.nn.Module, tokenizer: Any, scores: ImportanceScores, variants: list[Variant],
-                     out: Path, val: torch.Tensor) -> dict[str, dict[str, Any]]:
-    """Prune (or build at random) every variant once; record its shape, size and zero-shot loss."""
+                     out: Path, val: torch.Tensor, settings: AblationSettings) -> dict[str, dict[str, Any]]:
+    """Prune (or build at random) every variant once; record its shape, size, zero-shot loss and
+    (pruned students, when the settings name benchmarks) zero-shot benchmark scores."""
     from ..train import validation_loss
 
     source = HybridArch.from_hf_config(teacher.config)
@@ -196,7 +235,8 @@ def prepare_students(teacher: torch.nn.Module, tokenizer: Any, scores: Importanc
             info[variant.name] = json.loads(info_file.read_text())
             continue
         plan = make_plan(scores, variant.config)
-        model = build_model(plan.target, seed=0) if variant.random_init else apply_plan(teacher, plan)
+        model = (build_model(plan.target, base_config=teacher.config, seed=0) if variant.random_init
+                 else apply_plan(teacher, plan))
         if not variant.random_init:
             save_checkpoint(model, folder / "pruned", tokenizer=tokenizer)
         arch = plan.target
@@ -206,7 +246,12 @@ def prepare_students(teacher: torch.nn.Module, tokenizer: Any, scores: Importanc
             "block_params": block_params(arch), "block_fraction": block_params(arch) / block_params(source),
             "kept_layers": plan.kept_layers, "zero_shot_loss": validation_loss(model, val),
             "pruning_config": {k: v for k, v in variant.config.__dict__.items() if v is not None},
+            "matched": variant.matched, "max_seeds": variant.max_seeds,
+            "dropped_layers": [k + 1 for k, blocks in enumerate(source.layers)
+                               if not set(blocks) <= set(plan.kept_layers)],
         }
+        if settings.benchmarks and not variant.random_init:
+            info[variant.name]["zero_shot_benchmarks"] = run_benchmarks(model, tokenizer, settings)
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(info_file, info[variant.name])
     return info
@@ -232,13 +277,16 @@ def make_jobs(teacher_path: str, out: Path, info: dict[str, dict[str, Any]], set
     for name in random_variants:  # the long run first: it is the critical path
         jobs.append(Job(name, 0, teacher_path, "", str(out / "runs" / f"{name}-long.json"),
                         str(out / "work" / f"{name}-long"), settings.steps * settings.match_factor, settings,
-                        distill, random_arch=info[name]["arch_fields"], curve=True))
+                        distill, random_arch=info[name]["arch_fields"], curve=True, benchmark=True))
     for seed in range(settings.num_seeds):
         for name, rec in info.items():
+            if seed >= (rec.get("max_seeds") or settings.num_seeds):
+                continue
             student = "" if rec["random_init"] else str(out / "students" / name / "pruned")
             jobs.append(Job(name, seed, teacher_path, student, str(out / "runs" / f"{name}-seed{seed}.json"),
                             str(out / "work" / f"{name}-seed{seed}"), settings.steps, settings,
-                            distill, random_arch=rec["arch_fields"] if rec["random_init"] else None))
+                            distill, random_arch=rec["arch_fields"] if rec["random_init"] else None,
+                            benchmark=seed < settings.benchmark_seeds))
     return jobs
 
 
@@ -248,21 +296,38 @@ def invocation() -> str:
     return ("" if argv[0].startswith("nemo") else "python ") + shlex.join(argv)
 
 
+def teacher_record(teacher: torch.nn.Module, tokenizer: Any, val: torch.Tensor, settings: AblationSettings,
+                   out: Path) -> dict[str, Any]:
+    """The teacher's held-out loss and benchmark scores (cached in ``out/teacher.json``)."""
+    from ..train import validation_loss
+
+    path = out / "teacher.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    record: dict[str, Any] = {"val_loss": validation_loss(teacher, val)}
+    if settings.benchmarks:
+        record["benchmarks"] = run_benchmarks(teacher, tokenizer, settings)
+    _write_json(path, record)
+    return record
+
+
 def run_ablations(teacher_path: str, output_dir: str, settings: AblationSettings, distill: DistillFn,
                   keep_layers: Optional[int] = None, docs_dir: Optional[str] = None,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, files: Optional[ReportFiles] = None) -> dict[str, Any]:
     """Reproduce the paper's pruning ablations on ``teacher_path``, distilling students with ``distill``.
 
-    Writes ``output_dir/results.{json,md}`` and ``ablations.png``; with ``docs_dir`` also
-    ``docs_dir/results.md`` and ``docs_dir/ablations.png``. Rerunning with the same
-    ``output_dir`` and settings reuses every finished student and run; other settings are refused.
+    Writes ``output_dir/results.{json,md}`` and ``ablations.png`` (other names with ``files``); with
+    ``docs_dir`` also the Markdown and figure (and, for named reports, the JSON) there. Rerunning
+    with the same ``output_dir`` and settings reuses every finished student and run; other
+    settings are refused.
     """
     if not is_complete_checkpoint(teacher_path):
         raise FileNotFoundError(f"teacher_path={teacher_path} is not a checkpoint folder (config.json + weights)")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings_file = out / "settings.json"
-    comparable = {k: v for k, v in asdict(settings).items() if k != "workers"}  # workers do not change results
+    # workers do not change results; the JSON round trip makes tuples and lists compare equal
+    comparable = json.loads(json.dumps({k: v for k, v in asdict(settings).items() if k != "workers"}))
     if settings_file.is_file() and json.loads(settings_file.read_text()) != comparable:
         raise ValueError(f"{out} holds runs made with other settings ({settings_file}); use a new output_dir")
     _write_json(settings_file, comparable)
@@ -282,17 +347,20 @@ def run_ablations(teacher_path: str, output_dir: str, settings: AblationSettings
                                      progress=progress)
         scores.save(scores_file)
     val = validation_rows(tokenizer, settings)
-    from ..train import validation_loss
-
-    teacher_loss = validation_loss(teacher, val)
-    info = prepare_students(teacher, tokenizer, scores, build_variants(source, scores, keep_layers), out, val)
+    teacher_scores = teacher_record(teacher, tokenizer, val, settings, out)
+    info = prepare_students(teacher, tokenizer, scores, build_variants(source, scores, keep_layers), out, val,
+                            settings)
     runs = run_jobs(make_jobs(teacher_path, out, info, settings, distill), settings.workers, progress)
     speed = measure_speed(teacher, out, info, settings)
     results = {
-        "teacher_path": teacher_path, "teacher": source.describe(), "teacher_params": source.num_params(),
-        "teacher_block_params": block_params(source), "teacher_val_loss": teacher_loss, "settings": asdict(settings),
+        "kind": model_kind(source), "teacher_path": teacher_path, "teacher": source.describe(),
+        "teacher_params": source.num_params(), "teacher_block_params": block_params(source),
+        "teacher_val_loss": teacher_scores["val_loss"], "teacher_benchmarks": teacher_scores.get("benchmarks"),
+        "settings": asdict(settings),
         "tokens_per_run": settings.tokens_per_run, "val_tokens": int(val.numel()), "variants": info, "runs": runs,
         "speed": speed, "pruned_reference": PRUNED_REFERENCE, "seconds": round(time.perf_counter() - start, 1),
-        "torch": torch.__version__, "cpu_count": os.cpu_count(), "command": invocation(),
+        "torch": torch.__version__, "cpu_count": os.cpu_count(), "machine": f"{cpu_name()}, {os.cpu_count()} CPU(s)",
+        "command": invocation(),
     }
-    return write_report(results, out, Path(docs_dir) if docs_dir else None)
+    return write_report(results, out, Path(docs_dir) if docs_dir else None, files=files)
+

@@ -6,6 +6,7 @@ the built-in default's. With the default tokenizer and corpus the packed result 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Optional
 
 import torch
@@ -34,8 +35,19 @@ def corpus_tokens(tokenizer: Any, seq_len: int, data_path: Optional[str] = None,
         raise ValueError(f"split={split!r} must be one of {SPLITS}")
     if _is_default_tokenizer(tokenizer):
         return cached_packed_corpus(split, seq_len)
-    corpus = load_default_corpus()
-    return tokenize_and_pack(getattr(corpus, split), tokenizer, seq_len)
+    key = (_vocab_digest(tokenizer), split, seq_len)
+    if key not in _PACKED:  # a process distilling several students re-reads the same rows
+        _PACKED[key] = tokenize_and_pack(getattr(load_default_corpus(), split), tokenizer, seq_len)
+    return _PACKED[key].clone()
+
+
+#: Packed default-corpus rows per (tokenizer vocabulary, split, seq_len), for this process.
+_PACKED: dict[tuple[str, str, int], torch.Tensor] = {}
+
+
+def _vocab_digest(tokenizer: Any) -> str:
+    vocab = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha1(repr((type(tokenizer).__name__, vocab)).encode()).hexdigest()
 
 
 def sample_rows(rows: torch.Tensor, num_samples: int, seed: int = 0, what: str = "calibration") -> torch.Tensor:

@@ -33,6 +33,20 @@ from ..models.generation import generation_kwargs
 log = logging.getLogger(__name__)
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows: speed is per machine."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
