@@ -11,6 +11,8 @@ import io
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
+from nemo_minitron.evaluate.local_tasks import CORPUS_PPL
+
 #: Metrics worth plotting side by side (bounded, comparable); perplexities can be astronomically
 #: large for untrained models and are only tabulated.
 _PLOT_EXCLUDE = ("perplexity", "stderr", "num_samples")
@@ -117,6 +119,12 @@ def instruct_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
     results = {r: report["models"][r]["instruct"] for r in roles if report["models"][r].get("instruct")}
     if not results:
         return []
+    if _all_zero([a for res in results.values() for a in res["accuracy"].values()]):
+        return ["## Checkable instruction tasks (greedy exact answer, 0-1)", "",
+                f"Every instruction task ({', '.join(sorted({t for res in results.values() for t in res['accuracy']}))}) "
+                f"scores 0.000 for {' and '.join(results)}: none of these models has been "
+                "instruction-tuned on these tasks (or tuned enough to answer them exactly), so there is no table.",
+                ""]
     tasks = list(dict.fromkeys(t for res in results.values() for t in res["accuracy"]))
     rows = [[t] + [_fmt(res["accuracy"].get(t), 3) for res in results.values()] for t in tasks]
     rows.append(["**mean**"] + [_fmt(res["mean_accuracy"], 3) for res in results.values()])
@@ -126,8 +134,51 @@ def instruct_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
             + _table(["task", *results], rows) + [""])
 
 
+def _lm_eval_value(report: Dict[str, Any], role: str, task: str, metric: str) -> Optional[float]:
+    value = ((report["models"][role].get("lm_eval") or {}).get(task) or {}).get(metric)
+    return value if isinstance(value, (int, float)) and not math.isnan(value) else None
+
+
+def headline_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
+    """What the run shows, first: held-out bits/byte, the benchmark average (and the share of the
+    baseline's kept), size and speed, each as model vs baseline when there is one."""
+    models, compare = report["models"], len(roles) == 2
+    lines: List[str] = []
+
+    def pair(values: List[Optional[float]], fmt: str, what: str, ratio_label: str = "") -> None:
+        if any(v is None for v in values):
+            return
+        text = " vs ".join(f"{r} {fmt.format(v)}" for r, v in zip(roles, values))
+        if compare and ratio_label and values[0]:
+            text += f" ({ratio_label} {values[1] / values[0]:.2f}x)"
+        lines.append(f"- **{what}**: {text}")
+
+    pair([_lm_eval_value(report, r, CORPUS_PPL, "bits_per_byte") for r in roles], "{:.3f}",
+         "held-out bits per byte (lower is better)")
+    summary = benchmark_summary(report)
+    if summary:
+        pair([summary.get(f"{r}_average") for r in roles], "{:.3f}",
+             f"standard benchmark average ({len(summary['rows'])} tasks)")
+        if summary.get("average_retained") is not None:
+            lines.append(f"- **share of the baseline's benchmark average kept**: {summary['average_retained']:.1%}")
+    pair([models[r].get("num_params") for r in roles], "{:,}", "parameters", "model/baseline")
+    speed = (report.get("speed") or {}).get("models") or {}
+    if all(r in speed for r in roles):
+        pair([speed[r].get("decode_tokens_per_s") for r in roles], "{:.1f} tokens/s", "decode throughput",
+             "model/baseline")
+        pair([speed[r].get("ttft_s") for r in roles], "{:.3f} s", "time to first token", "model/baseline")
+    return (["## What this run shows", ""] + lines + [""]) if lines else []
+
+
+def _all_zero(values: Sequence[Any]) -> bool:
+    numbers = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    return bool(numbers) and all(v == 0 for v in numbers)
+
+
 def to_markdown(report: Dict[str, Any]) -> str:
-    """The report as Markdown: models, accuracy per task, RULER by task and length, speed."""
+    """The report as Markdown: what the run shows, accuracy per task, RULER by task and length, speed.
+
+    A table whose every cell is zero for every model is replaced by a sentence saying so and why."""
     roles = _roles(report)
     models = report["models"]
     lines = ["# Evaluation report", ""]
@@ -137,6 +188,7 @@ def to_markdown(report: Dict[str, Any]) -> str:
         lines.append(f"- **{role}**: `{info.get('path')}`" + (f" ({params / 1e6:.2f}M parameters)" if params else ""))
     lines.append("")
 
+    lines += headline_lines(report, roles)
     lines += benchmark_lines(report, roles)
     pairs = accuracy_rows(report)
     if pairs:
@@ -152,7 +204,14 @@ def to_markdown(report: Dict[str, Any]) -> str:
         lines += _table(header, rows) + [""]
 
     lengths = ruler_lengths(report)
-    if lengths:
+    ruler_values = [v for r in roles for by_len in (models[r].get("ruler") or {}).values() for v in by_len.values()]
+    if lengths and _all_zero(ruler_values):
+        ruler_tasks = sorted({t for r in roles for t in (models[r].get("ruler") or {})})
+        lines += ["## RULER (string match, 0-1)", "",
+                  f"Every RULER cell ({', '.join(ruler_tasks)}) is 0.000 for {' and '.join(roles)} at {', '.join(lengths)} tokens: these models "
+                  "cannot yet retrieve or track anything over such contexts, so the table (all zeros) is left out. "
+                  "RULER separates models that have had long-context training; see the JSON for the samples.", ""]
+    elif lengths:
         lines += ["## RULER (string match, 0-1)", ""]
         tasks: List[str] = []
         for role in roles:
