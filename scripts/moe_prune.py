@@ -18,6 +18,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from statistics import median_high
 
 import torch
 
@@ -25,8 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import cpu_name  # noqa: E402
-from smollm2_prune import run_cli  # noqa: E402
+from benchlib import cpu_name, run_cli  # noqa: E402
 from nemo_minitron.arch import MLP, MOE, HybridArch  # noqa: E402
 from nemo_minitron.data.tokenizer import load_default_tokenizer  # noqa: E402
 from nemo_minitron.models import build_model, is_complete_checkpoint, save_checkpoint  # noqa: E402
@@ -58,10 +58,6 @@ def prune_once(name: str, arch: HybridArch, targets: dict[str, int], out: Path, 
                        *[f"pruning_config.{k}={v}" for k, v in targets.items()])
 
 
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/moe_prune")
@@ -82,8 +78,8 @@ def main() -> None:
         summary = json.loads((out / f"{name}_pruned" / "prune_summary.json").read_text())
         rows[name] = {"arch": arch.describe(), "params": arch.num_params(), "active_params": arch.num_active_params(),
                       "target": summary["target"], "target_params": summary["target_params"],
-                      "wall_s": median([r["wall_s"] for r in runs[name]]),
-                      "peak_rss_mib": median([r["peak_rss_mib"] for r in runs[name]]), "runs": runs[name]}
+                      "wall_s": median_high([r["wall_s"] for r in runs[name]]),
+                      "peak_rss_mib": median_high([r["peak_rss_mib"] for r in runs[name]]), "runs": runs[name]}
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

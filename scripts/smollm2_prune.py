@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import cpu_name  # noqa: E402
+from benchlib import cpu_name, run_cli  # noqa: E402
 from nemo_minitron.models import is_complete_checkpoint, load_model, load_tokenizer  # noqa: E402
 from nemo_minitron.prune import ImportanceScores, PruningConfig, apply_plan, make_plan  # noqa: E402
 
 PROMPT = "The capital of France is Paris. The capital of Germany is"
-
-
-def run_cli(*args: str) -> dict[str, Any]:
-    """``nemo-minitron <args>`` as a child process: its wall time and peak resident memory."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "HF_HUB_OFFLINE": "1"}
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "nemo_minitron.cli", *args, "--yes"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stderr = child.stderr.read() if child.stderr else ""
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise SystemExit(f"nemo-minitron {' '.join(args)} failed:\n{stderr[-3000:]}")
-    return {"wall_s": round(time.perf_counter() - start, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024)}
 
 
 def randomized(scores: ImportanceScores, seed: int) -> ImportanceScores:

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import lightning as L
 import torch
 
-from .metrics import validation_loss
+from .metrics import micro_batch_loss, validation_loss
 
 CURVE_FILE = "curve.jsonl"
 STATE_FILE = "training_state.json"
@@ -80,9 +80,9 @@ class TrainingCurve(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if torch.is_tensor(loss):  # Lightning hands over the loss divided by the accumulation count
-            self._losses.append(float(loss.detach()) * trainer.accumulate_grad_batches)
+        loss = micro_batch_loss(trainer, outputs)
+        if loss is not None:
+            self._losses.append(loss)
         step = trainer.global_step + self.first_step
         if not trainer.is_global_zero or step == self._last_step or step % self.every:
             return

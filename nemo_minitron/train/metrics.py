@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Optional
 
 import lightning as L
 import torch
@@ -61,19 +61,28 @@ def unigram_loss(train_tokens: torch.Tensor, val_tokens: torch.Tensor, vocab_siz
     return float(-log_probs[val].mean())
 
 
+def micro_batch_loss(trainer: L.Trainer, outputs: Any) -> Optional[float]:
+    """The training module's loss of one micro-batch, from ``on_train_batch_end``'s ``outputs``.
+
+    Lightning hands over the loss divided by the accumulation count (what it back-propagates);
+    this undoes the division, so callbacks report the loss itself at any accumulation.
+    """
+    loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+    return float(loss.detach()) * trainer.accumulate_grad_batches if torch.is_tensor(loss) else None
+
+
 class LossHistory(L.Callback):
     """Each micro-batch's training loss, kept in the Lightning checkpoint so that a resumed run
-    reports the whole run's first and last losses. Lightning hands over the loss divided by the
-    accumulation count (what it back-propagates); the module's own loss is recorded."""
+    reports the whole run's first and last losses (the module's loss: :func:`micro_batch_loss`)."""
 
     def __init__(self) -> None:
         self.losses: list[float] = []
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if torch.is_tensor(loss):
-            self.losses.append(float(loss.detach()) * trainer.accumulate_grad_batches)
+        loss = micro_batch_loss(trainer, outputs)
+        if loss is not None:
+            self.losses.append(loss)
 
     def state_dict(self) -> dict[str, Any]:
         return {"losses": list(self.losses)}
