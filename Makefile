@@ -1,6 +1,6 @@
 # nemo-minitron: set-up, demo and tests. Every target sets up what it needs on a fresh machine.
 #
-#   make demo    create .venv, install, run the main job on the built-in tiny default
+#   make demo    create .venv, install, run the main job from the shipped teacher
 #   make test    create .venv, install, run the test suite (CPU, offline)
 #   make install only the set-up (re-runs skip it until a requirements file changes)
 #   make clean   remove build leftovers (keeps .venv and outputs/)
@@ -33,7 +33,7 @@ FILTER_PIP = 2>&1 | { grep -v -E '^WARNING: Location .* is ignored' || true; }
 .PHONY: help install demo test test-slow clean
 
 help:
-	@echo "make demo    set up .venv and run the tiny end-to-end demo into $(DEMO_DIR)/"
+	@echo "make demo    set up .venv and run the end-to-end demo (shipped teacher) into $(DEMO_DIR)/"
 	@echo "make test    set up .venv and run the tests (offline, CPU)"
 	@echo "make install set up .venv only"
 	@echo "make clean   remove build leftovers"

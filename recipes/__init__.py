@@ -1,9 +1,10 @@
 """Every setting of nemo-minitron's named configurations, in one home.
 
 Modules:
-    tiny       the built-in tiny default (CPU, minutes): the tiny teacher's pretraining
-               (``nemo-minitron pretrain --factory tiny``) and the tiny pipeline's steps
-               (``nemo-minitron pipeline recipe=tiny``, ``--factory tiny``)
+    tiny       the built-in default (CPU, minutes): the pipeline's steps on the shipped teacher
+               (``nemo-minitron pipeline recipe=tiny``, ``--factory tiny``) and the small
+               "tiny" teacher's pretraining (``nemo-minitron pretrain --factory tiny``)
+    teacher    the shipped teacher's pretraining (``nemo-minitron pretrain --factory teacher``)
     smollm2    SmolLM2-135M-Instruct (real weights, CPU): import, prune every axis, distill,
                post-train, evaluate (``nemo-minitron pipeline recipe=smollm2``)
     scale      the paper's Nemotron-H 8B -> 4B and Mamba2 1.3B -> 780M (GPU): the pipelines'

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import nemo_run as run
 
+from nemo_minitron.arch import HybridArch
 from nemo_minitron.experiment import Step
 from nemo_minitron.nemorun import recipe
 from nemo_minitron.prune.config import PruningConfig
@@ -87,19 +88,68 @@ def scaled(scale: float) -> Tuple[Callable[[int], int], Callable[..., int]]:
     return steps, warmup
 
 
+#: The demo's width pruning, as fractions of the teacher's (the shipped teacher: hidden 320 -> 256,
+#: FFN 1280 -> 768, Mamba heads 16 -> 12, i.e. 64 % of its parameters; the Minitron recipe prunes
+#: width, not depth). Fractions, so a teacher of another shape (``teacher_dir=``) gets the same cut.
+DEMO_WIDTH_FRACTIONS = {"hidden": 0.8, "ffn": 0.6, "mamba_heads": 0.75}
+#: The benchmarks the demo scores teacher, pruned and distilled student on (documents per task).
+DEMO_BENCHMARKS = ("lambada_openai_flat", "hellaswag", "piqa", "arc_easy")
+DEMO_BENCHMARK_LIMIT = 200
+
+
+def teacher_checkpoint(teacher_dir: Optional[str]) -> Path:
+    """The teacher the pipeline starts from: ``teacher_dir`` (a finished checkpoint) or the shipped one."""
+    from nemo_minitron.data.shipped_teacher import shipped_teacher
+    from nemo_minitron.models import is_complete_checkpoint
+
+    if teacher_dir is None:
+        return shipped_teacher()
+    if not is_complete_checkpoint(teacher_dir):
+        raise FileNotFoundError(f"teacher_dir={teacher_dir!r} holds no finished checkpoint (config.json and "
+                                "*.safetensors); train one with `nemo-minitron pretrain`, or leave teacher_dir unset "
+                                "to use the shipped teacher")
+    return Path(teacher_dir)
+
+
+def checkpoint_arch(path: Path) -> HybridArch:
+    """The shape of the checkpoint in ``path`` (its config only; no weights are read)."""
+    import transformers
+
+    from nemo_minitron.arch import HybridArch
+
+    return HybridArch.from_hf_config(transformers.AutoConfig.from_pretrained(path))
+
+
+def demo_pruning(arch: HybridArch) -> PruningConfig:
+    """:data:`DEMO_WIDTH_FRACTIONS` of ``arch``'s widths (hidden and FFN to multiples of 16; Mamba
+    heads to a multiple of its groups, so that group-aware pruning keeps every group)."""
+    f = DEMO_WIDTH_FRACTIONS
+
+    def multiple(value: float, of: int) -> int:
+        return max(of, int(round(value / of)) * of)
+
+    return PruningConfig(target_hidden_size=multiple(arch.hidden_size * f["hidden"], 16),
+                         target_ffn_hidden_size=multiple(arch.ffn_hidden_size * f["ffn"], 16),
+                         target_mamba_num_heads=multiple(arch.mamba_num_heads * f["mamba_heads"],
+                                                         arch.mamba_num_groups))
+
+
 def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float = 1.0,
                use_search: bool = False, **_: Any) -> List[Step]:
-    """The tiny pipeline's steps (about 20 minutes on 2 CPU cores at ``scale=1``).
+    """The built-in pipeline's steps (about 20 minutes on 2 CPU cores at ``scale=1``).
 
-    ``scale`` multiplies every step count (a value below 0.1 is test-sized: tiny calibration,
-    short sequences, a token evaluation); ``use_search`` replaces the fixed pruning targets by an
-    architecture search under a parameter budget. The teacher is ``teacher_dir`` (default: the
-    cached built-in one); below ``scale=1`` it is a throwaway, trained for ``scale`` of its steps.
+    It starts from the shipped teacher (``nemo_minitron/data/teacher``, docs/teacher.md) or from
+    ``teacher_dir``: prune (or search) -> distill -> evaluate teacher vs pruned vs distilled ->
+    instruct teacher -> SFT-KD x2 -> RPO x2 -> long-context SFT -> evaluate the final model against
+    the instruct teacher. ``scale`` multiplies every step count (a value below 0.1 is test-sized:
+    tiny calibration, short sequences, a token evaluation); ``use_search`` replaces the fixed pruning
+    targets by an architecture search under the same parameter budget.
     """
+    from nemo_minitron.evaluate import CORPUS_PPL
     from nemo_minitron.prune.search import SearchSpace
     from nemo_minitron.stages.distill import DistillOptim, DistillTrain, distill
+    from nemo_minitron.stages.eval import evaluate
     from nemo_minitron.stages.instruct_sft import InstructSFTOptim, InstructSFTTrain, instruct_sft
-    from nemo_minitron.stages.pretrain import PretrainOptim, PretrainTrain, default_teacher_dir
     from nemo_minitron.stages.prune import prune
     from nemo_minitron.stages.search import search
 
@@ -107,18 +157,17 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
     quick = scale < 0.1  # test-sized: tiny calibration, short sequences, a token evaluation
     seq = 64 if quick else 256
     d = output_dir
-    teacher = Path(teacher_dir) if teacher_dir else default_teacher_dir()
-    pruned, distilled, instruct = d / "01_pruned", d / "02_distilled", d / "03_instruct_teacher"
+    teacher = teacher_checkpoint(teacher_dir)
+    teacher_arch = checkpoint_arch(teacher)
+    pruning = demo_pruning(teacher_arch)
+    pruned, distilled, instruct = d / "01_pruned", d / "02_distilled", d / "04_instruct_teacher"
     post = {"progress": True, "seq_length": seq}
-    teacher_kw: Dict[str, Any] = {"save_path": str(teacher)}
-    if scale < 1:  # a throwaway teacher (tests); the default one is trained once and cached
-        teacher_kw.update(train=PretrainTrain(max_steps=steps(600), limit_val_batches=2, seq_length=seq),
-                          optim=PretrainOptim(warmup_steps=warmup(600, 0.05)))
-    out = [Step("teacher", pretrain, teacher_kw, teacher)]
+    out: List[Step] = []
     if use_search:
         search_dir = d / "01_search"
+        budget = pruning.target_widths(teacher_arch).num_params()  # the fixed targets' size
         out.append(Step("search", search, dict(
-            model_path=str(teacher), output_dir=str(search_dir), target_params=12_200_000, tolerance=0.05, top_k=3,
+            model_path=str(teacher), output_dir=str(search_dir), target_params=budget, tolerance=0.05, top_k=3,
             distill_steps=steps(20), seq_length=seq, space=SearchSpace(fractions=[1.0, 0.75, 0.625, 0.5])),
             search_dir / "search_summary.json"))
         # The selected candidate's distilled checkpoint is the student from here on.
@@ -126,22 +175,29 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
     else:
         out.append(Step("prune", prune, dict(
             model_path=str(teacher), save_path=str(pruned), num_samples=4 if quick else 32, seq_length=seq,
-            layer_importance_samples=4 if quick else 32,
-            pruning_config=PruningConfig(target_hidden_size=160, target_ffn_hidden_size=512,
-                                         target_mamba_num_heads=8)), pruned))
+            layer_importance_samples=4 if quick else 32, pruning_config=pruning), pruned))
+    eval_distilled = d / "03_eval_distilled"
     out += [
         Step("distill", distill, dict(
             teacher_path=str(teacher), student_path=str(pruned), save_path=str(distilled),
             train=DistillTrain(max_steps=steps(150), seq_length=seq, micro_batch_size=8, global_batch_size=8,
                                val_check_interval=steps(50), limit_val_batches=2 if quick else 8, progress=True),
             optim=DistillOptim(lr=2e-3, warmup_steps=warmup(150))), distilled),
+        # What compression did: the teacher, the pruned student before distillation and after.
+        Step("eval_distilled", evaluate, dict(
+            model_path=str(distilled), baseline_path=str(teacher), output_dir=str(eval_distilled),
+            compare_paths={} if use_search else {"pruned": str(pruned)},
+            tasks=[CORPUS_PPL, *(DEMO_BENCHMARKS[-1:] if quick else DEMO_BENCHMARKS)],
+            limit=3 if quick else DEMO_BENCHMARK_LIMIT, ruler_lengths=[],
+            speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32),
+            eval_distilled / "eval_report.json"),
         Step("instruct_teacher", instruct_sft, dict(
             base_teacher_path=str(teacher), save_path=str(instruct),
             train=InstructSFTTrain(max_steps=steps(300), **post), optim=InstructSFTOptim(warmup_steps=warmup(300)),
             **({"num_train": 64} if quick else {})), instruct),
     ]
-    # A 20M-parameter student still misses whole prompts; the checker's answer then serves as chosen.
-    return out + post_training_steps(d, 4, instruct, distilled, teacher, scale, gold_chosen=True)
+    # A small student still misses whole prompts; the checker's answer then serves as chosen.
+    return out + post_training_steps(d, 5, instruct, distilled, instruct, scale, gold_chosen=True)
 
 
 def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, baseline: Path, scale: float,
@@ -150,7 +206,7 @@ def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, ba
     starting from ``student``, in folders of ``d`` numbered from ``first`` (the tiny settings; the
     SmolLM2 recipe shares them). ``gold_chosen``: the checker's answer is RPO's chosen response
     where every sample is wrong (a small student still misses whole prompts)."""
-    from nemo_minitron.evaluate import CLOZE_MC, CORPUS_PPL
+    from nemo_minitron.evaluate import CORPUS_PPL
     from nemo_minitron.stages.eval import evaluate
     from nemo_minitron.stages.long_context import LongContextOptim, LongContextTrain, long_context
     from nemo_minitron.stages.rpo import RPOOptim, RPOTrain, rpo
@@ -183,7 +239,9 @@ def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, ba
             optim=LongContextOptim(warmup_steps=warmup(20)), **({"num_train": 4} if quick else {})), longctx),
         Step("eval", evaluate, dict(
             model_path=str(longctx), baseline_path=str(baseline), output_dir=str(ev),
-            tasks=[CORPUS_PPL, CLOZE_MC],  # toy tasks: full benchmarks are too slow for the CPU demo
+            # Held-out bits/byte (still a language model?), then what post-training taught: the checkable
+            # instruction tasks and long-context retrieval, against the instruct teacher.
+            tasks=[CORPUS_PPL],
             ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
             instruct_tasks=2 if quick else 40,

@@ -6,10 +6,8 @@
     .venv/bin/python scripts/bench_distill.py --quick     # smoke run, a few minutes
     .venv/bin/python scripts/bench_distill.py --parts step,kdmem
 
-``quality`` needs the trained built-in tiny teacher (``nemo_minitron.stages.pretrain.ensure_tiny_teacher``);
-when it is not cached yet, the default run trains it first (~10 min more), ``--fallback-teacher-steps
-N`` trains a short N-step teacher into the work dir instead (marked FALLBACK in the report), and
-``--teacher DIR`` uses any checkpoint of the tiny preset's shape.
+``quality`` runs on the shipped teacher (docs/teacher.md), or ``--teacher DIR`` (any NemotronH checkpoint
+wider than the pruning targets).
 
 Parts:
   step     one distillation step (teacher forward, student forward, loss, backward, AdamW step)
@@ -18,7 +16,7 @@ Parts:
            repetitions in one process, and peak memory of each variant in a fresh subprocess.
   kdmem    peak memory of the KD loss alone (forward + backward) at vocab 131072: our chunked
            ``kd_loss`` vs the naive full-softmax ``kd_loss_reference``, each in a fresh subprocess.
-  quality  prune the trained tiny teacher to about half its parameters and distill it for K steps,
+  quality  prune the trained teacher to about half its parameters and distill it for K steps,
            against a random-init student of the same shape distilled for the same steps and tokens;
            validation loss of each, and of the teacher.
 
@@ -356,23 +354,12 @@ def bench_kdmem(args: argparse.Namespace) -> dict[str, Any]:
 
 # =========================================================================== part 3: quality
 def resolve_teacher(args: argparse.Namespace) -> tuple[Path, str]:
-    """The trained tiny teacher: --teacher, else the cached default (trained if missing unless a
-    --fallback-teacher-steps teacher is asked for)."""
-    from nemo_minitron.stages.pretrain import (PretrainOptim, PretrainTrain, default_teacher_dir, ensure_tiny_teacher,
-                                               pretrain, read_summary)
+    """The trained teacher: --teacher, else the shipped one (docs/teacher.md)."""
+    from nemo_minitron.data.shipped_teacher import describe_shipped_teacher, shipped_teacher
 
     if args.teacher:
         return Path(args.teacher), "given (--teacher)"
-    default = default_teacher_dir()
-    if read_summary(default) is not None:
-        return default, "built-in tiny teacher (cached)"
-    if args.fallback_teacher_steps:
-        out = Path(args.work_dir) / f"fallback-teacher-{args.fallback_teacher_steps}"
-        steps = args.fallback_teacher_steps
-        pretrain(save_path=str(out), train=PretrainTrain(max_steps=steps, val_check_interval=0),
-                 optim=PretrainOptim(warmup_steps=min(30, max(1, steps // 10))))
-        return out, f"FALLBACK: tiny preset trained {args.fallback_teacher_steps} steps here (no built-in teacher yet)"
-    return ensure_tiny_teacher(), "built-in tiny teacher (trained by this run)"
+    return shipped_teacher(), describe_shipped_teacher()
 
 
 def bench_quality(args: argparse.Namespace) -> dict[str, Any]:
@@ -495,7 +482,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
         c = r["config"]
         runs = r["runs"]
         lines += [
-            "### Pruned + distilled vs random init + distilled (tiny teacher)", "",
+            "### Pruned + distilled vs random init + distilled (shipped teacher)", "",
             f"Teacher: {r['teacher_arch']} ({r['teacher_origin']}). Student: {r['student_arch']} "
             f"({100 * r['param_fraction']:.1f}% of the teacher's parameters), pruned with the `prune` stage "
             f"({', '.join(f'{k}={v}' for k, v in PRUNE_TARGETS.items())}) or built from random init "
@@ -542,11 +529,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     g.add_argument("--kd-torch-peak", action="store_true",
                    help="also profile torch allocator peaks (slow and memory-hungry at this size)")
     g = p.add_argument_group("quality")
-    g.add_argument("--teacher", default=None, help="teacher checkpoint (default: the built-in tiny teacher)")
-    g.add_argument("--fallback-teacher-steps", type=int, default=None,
-                   help="if the built-in teacher is not trained yet, train this many steps into the work dir "
-                        "instead of the full ~10-minute teacher (the report marks it FALLBACK); "
-                        "default 0 (train the built-in teacher), quick 20")
+    g.add_argument("--teacher", default=None, help="teacher checkpoint (default: the shipped teacher)")
     g.add_argument("--steps", type=int, default=None, help="distillation steps per student (default 60; quick 10)")
     g.add_argument("--batch", type=int, default=4)
     g.add_argument("--seq", type=int, default=256)
@@ -564,8 +547,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = args.quick
     defaults = {"step_batch": 2 if quick else 4, "step_reps": 3 if quick else 10, "kd_tokens": 256 if quick else 2048,
-                "steps": 10 if quick else 60, "calib_samples": 8 if quick else 16, "val_rows": 8 if quick else 0,
-                "fallback_teacher_steps": 20 if quick else 0}
+                "steps": 10 if quick else 60, "calib_samples": 8 if quick else 16, "val_rows": 8 if quick else 0}
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)

@@ -40,7 +40,6 @@ from nemo_minitron.atomic import write_json_atomic, write_text_atomic  # noqa: E
 from nemo_minitron.experiment import run_steps  # noqa: E402
 from nemo_minitron.models import is_complete_checkpoint  # noqa: E402
 from recipes.posttrain import PRUNE, SETTINGS, posttrain_steps  # noqa: E402
-from recipes.tiny import DEMO_TEACHER_DIR  # noqa: E402
 
 #: The evaluated models, in report order: (row label, the step whose output it is).
 EVALUATED = [("instruct teacher", "instruct_teacher"), ("base", "distill"), ("SFT-KD 1", "sft_kd1"),
@@ -52,21 +51,18 @@ def log(msg: str) -> None:
 
 
 def find_teacher(explicit: Optional[str]) -> Path:
-    from nemo_minitron.stages.pretrain import default_teacher_dir, ensure_tiny_teacher
+    """``--teacher``, else the shipped teacher (docs/teacher.md)."""
+    from nemo_minitron.data.shipped_teacher import shipped_teacher
 
-    for candidate in [explicit, DEMO_TEACHER_DIR, str(default_teacher_dir())]:
-        if candidate and is_complete_checkpoint(candidate):
-            return Path(candidate)
-    if explicit:
+    if explicit and not is_complete_checkpoint(explicit):
         raise FileNotFoundError(f"--teacher {explicit} is not a checkpoint folder")
-    log("no trained tiny teacher found: training it (nemo_minitron.stages.pretrain.ensure_tiny_teacher, ~10+ min)")
-    return ensure_tiny_teacher()
+    return Path(explicit) if explicit else shipped_teacher()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/posttrain")
-    parser.add_argument("--teacher", default=None, help="base teacher checkpoint (default: the tiny teacher)")
+    parser.add_argument("--teacher", default=None, help="base teacher checkpoint (default: the shipped teacher)")
     parser.add_argument("--student", default=None,
                         help="a pruned + distilled student of the teacher (default: prune and distill here)")
     parser.add_argument("--quick", action="store_true", help="the reduced setting (for a busy machine)")

@@ -7,14 +7,16 @@
    (``nemo_minitron/data/english-bpe-8k``) unless it is there already (``--retrain-tokenizer``).
 3. ``pretrain`` with ``recipes.teacher`` (arch "teacher", WSD schedule), its work folder (Lightning
    checkpoints, ``curve.jsonl``) under ``--run-dir``, and a bf16 HF snapshot of the model every
-   ``--snapshot-every`` steps into ``--snapshot-dir`` (by default the folder the teacher ships in).
+   ``--snapshot-every`` steps into ``--snapshot-dir`` (default ``<run-dir>/snapshots``; to ship one,
+   copy it into ``nemo_minitron/data/teacher``, the folder the package's teacher lives in).
 
 Stop it any time (kill, Ctrl-C, end of session): the same command resumes from the last checkpoint
 (every 20 steps) with the same data and schedule. ``--max-steps N`` lengthens (or shortens) the run;
 this is exact as long as the schedule's decay has not begun (it starts ``optim.decay_steps`` before
 the end). One thread by default (``--threads``), so other work keeps the rest of the machine.
 
-On a machine without the work folder (a fresh checkout) but with a snapshot in ``--snapshot-dir``, the
+On a machine without the work folder (a fresh checkout) but with a snapshot in ``--warm-start-from``
+(default: the shipped teacher), the
 same command warm-starts from the snapshot: its bf16 weights (rounded, so not the exact fp32 ones),
 a fresh AdamW state (re-estimated during a ``WARM_RESTART_WARMUP``-step warmup to the same peak LR),
 the data from the snapshot's step on, and the rest of the schedule, decay included, at the end of the
@@ -33,11 +35,10 @@ from pathlib import Path
 
 import torch
 
+from nemo_minitron.data.shipped_teacher import SHIPPED_TEACHER_DIR
 from nemo_minitron.data.teacher_corpus import load_teacher_corpus, manifest_table
 from nemo_minitron.data.tokenizer import TEACHER_TOKENIZER_DIR, TEACHER_VOCAB, train_bpe_tokenizer
 
-#: Where the teacher ships: inside the package next to its tokenizer, so a wheel installs it too.
-TEACHER_DIR = Path(__file__).resolve().parent.parent / "nemo_minitron" / "data" / "teacher"
 MANIFEST_NAME = "corpus_manifest.json"
 WARM_START_FILE = "warm_start.json"
 WARM_RESTART_WARMUP = 20
@@ -93,7 +94,9 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("runs/teacher"),
                         help="work folder (checkpoints, curve) and the final fp32 checkpoint (<run-dir>/final)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the recipe's train.max_steps")
-    parser.add_argument("--snapshot-dir", type=Path, default=TEACHER_DIR)
+    parser.add_argument("--snapshot-dir", type=Path, default=None, help="default <run-dir>/snapshots")
+    parser.add_argument("--warm-start-from", type=Path, default=SHIPPED_TEACHER_DIR,
+                        help="a snapshot to continue from when the run folder has no checkpoint")
     parser.add_argument("--snapshot-every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (intra-op)")
     parser.add_argument("--tokenizer-only", action="store_true", help="build the corpus and tokenizer, then stop")
@@ -117,7 +120,8 @@ def main() -> None:
     if done is not None and done.get("first_step", 0) + done.get("steps", 0) >= max_steps:
         print(f"[teacher] {final} already holds the finished run ({done.get('first_step', 0) + done['steps']} steps)")
         return
-    plan = warm_start_plan(run_dir, args.snapshot_dir, max_steps) or {"first_step": 0, "init_from": None}
+    snapshot_dir = args.snapshot_dir or run_dir / "snapshots"
+    plan = warm_start_plan(run_dir, args.warm_start_from, max_steps) or {"first_step": 0, "init_from": None}
     first = plan["first_step"]
     train = dataclasses.replace(TEACHER_TRAIN, work_dir=str(run_dir / "work"), progress=False,
                                 max_steps=max_steps - first)
@@ -130,7 +134,7 @@ def main() -> None:
           f"{max_steps * train.global_batch_size * train.seq_length / 1e6:.1f}M tokens in all; "
           f"{torch.get_num_threads()} thread(s); work folder {train.work_dir}", flush=True)
     summary = pretrain(save_path=str(final), arch_name="teacher", corpus="teacher", train=train, optim=optim,
-                       snapshot_path=str(args.snapshot_dir), snapshot_every=args.snapshot_every,
+                       snapshot_path=str(snapshot_dir), snapshot_every=args.snapshot_every,
                        force=done is not None, init_from=plan["init_from"], first_step=first)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=1, default=str))
 

@@ -278,10 +278,11 @@ def test_eval_signature_parses_as_a_nemo_run_entrypoint(capsys):
     from nemo_minitron import cli
 
     code = cli.run_stage("eval", ["model_path=/x", "baseline_path=/y", "tasks=['minitron_cloze_mc']",
-                                  "ruler_lengths=[512,1024]", "speed=false", "limit=4", "--dryrun"])
+                                  "ruler_lengths=[512,1024]", "speed=false", "limit=4",
+                                  "compare_paths={'pruned':'/z'}", "--dryrun"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "['minitron_cloze_mc']" in printed and "[512, 1024]" in printed
+    assert "['minitron_cloze_mc']" in printed and "[512, 1024]" in printed and "{'pruned': '/z'}" in printed
 
 
 def test_compare_stages_script_merges_students_into_one_table(checkpoints, tmp_path, no_network):
@@ -341,7 +342,7 @@ def test_report_leads_with_what_the_run_shows():
     head = text.split("## What this run shows")[1].split("\n## ")[0]
     assert text.index("## What this run shows") < text.index("## Standard benchmarks")
     assert "held-out bits per byte (lower is better)**: baseline 2.000 vs model 2.200" in head
-    assert "share of the baseline's benchmark average kept**: 90.0%" in head
+    assert "share of the baseline's benchmark average kept by model**: 90.0%" in head
     assert "parameters**: baseline 20,000,000 vs model 10,000,000 (model/baseline 0.50x)" in head
     assert "decode throughput**: baseline 100.0 tokens/s vs model 150.0 tokens/s (model/baseline 1.50x)" in head
     # non-zero cells keep their tables
@@ -354,3 +355,46 @@ def test_tables_of_zeros_become_a_sentence_that_says_why():
     text = to_markdown(_synthetic_report(ruler=0.0, instruct=0.0))
     assert "| niah_single |" not in text and "Every RULER cell (niah_single, vt) is 0.000 for baseline and model" in text
     assert "| **mean** |" not in text and "Every instruction task (arith, copy) scores 0.000" in text
+
+
+def test_report_with_a_pruned_model_says_how_much_of_the_gap_distillation_closed():
+    from nemo_minitron.evaluate.render import to_markdown, to_png
+
+    report = _synthetic_report(ruler=0.5, instruct=0.25)
+    pruned = json.loads(json.dumps(report["models"]["model"]))
+    pruned["lm_eval"][CORPUS_PPL]["bits_per_byte"] = 3.0  # the pruning opened a 1.0 gap; the model is 0.2 off
+    pruned["lm_eval"]["hellaswag"]["acc_norm"] = 0.30
+    report["models"] = {"baseline": report["models"]["baseline"], "pruned": pruned, "model": report["models"]["model"]}
+    report["speed"]["models"]["pruned"] = {"decode_tokens_per_s": 150.0, "ttft_s": 0.1}
+    report["speed"].update(baseline="baseline", ratios={
+        r: {"throughput_ratio": 1.5, "ttft_ratio": 0.5, "ttft_speedup": 2.0} for r in ("pruned", "model")})
+    text = to_markdown(report)
+    head = text.split("## What this run shows")[1].split("\n## ")[0]
+    assert "baseline 2.000 vs pruned 3.000 vs model 2.200" in head
+    assert "bits per byte: the model closes 80% of the gap that pruned opened** (pruned +1.000, model +0.200" in head
+    assert "benchmark average: the model closes 60% of the gap that pruned opened" in head
+    assert "kept by pruned**: 75.0%" in head and "kept by model**: 90.0%" in head
+    assert "(pruned/baseline 0.50x, model/baseline 0.50x)" in head
+    assert "| metric | baseline | pruned | model | ratio pruned/baseline | ratio model/baseline |" in text
+    assert to_png(report)[:8] == b"\x89PNG\r\n\x1a\n"
+    # a middle model better than the baseline opened no gap: nothing to close is claimed
+    pruned["lm_eval"]["hellaswag"]["acc_norm"] = 0.45
+    assert "benchmark average: the model" not in to_markdown(report)
+    pruned["lm_eval"][CORPUS_PPL]["bits_per_byte"] = 2.1  # the model (2.2) ends further off than pruned
+    assert "bits per byte: the model widens (negative share) -100% of the gap" in to_markdown(report)
+
+
+def test_eval_stage_measures_named_extra_models_between_baseline_and_model(checkpoints, tmp_path, no_network):
+    with pytest.raises(ValueError, match="compare_paths name 'model'"):
+        evaluate(checkpoints["student"], compare_paths={"model": checkpoints["teacher"]}, output_dir=str(tmp_path / "x"))
+    with pytest.raises(FileNotFoundError, match="compare_paths.pruned"):
+        evaluate(checkpoints["student"], compare_paths={"pruned": str(tmp_path / "missing")},
+                 output_dir=str(tmp_path / "x"))
+    report = evaluate(checkpoints["student"], baseline_path=checkpoints["teacher"], output_dir=str(tmp_path / "ev"),
+                      compare_paths={"pruned": checkpoints["student"]}, tasks=[CORPUS_PPL], limit=2, ruler_lengths=[],
+                      speed_input_len=16, speed_output_len=3, speed_repeats=1, device="cpu")
+    assert list(report["models"]) == ["baseline", "pruned", "model"]
+    assert set(report["speed"]["ratios"]) == {"baseline", "pruned", "model"}
+    # the same checkpoint measured twice gives the same held-out numbers
+    assert report["models"]["pruned"]["lm_eval"][CORPUS_PPL] == report["models"]["model"]["lm_eval"][CORPUS_PPL]
+    assert "baseline" in (tmp_path / "ev" / "eval_report.md").read_text().split("## What this run shows")[1]

@@ -327,6 +327,7 @@ def _tree(folder):
 
 
 def test_pipeline_and_ablations_refuse_a_folder_of_someone_elses_files(tmp_path):
+    from nemo_minitron.data.shipped_teacher import SHIPPED_TEACHER_DIR
     from nemo_minitron.outputs import OutputPathError
     from nemo_minitron.stages.ablations import ablations
     from nemo_minitron.stages.pipeline import pipeline
@@ -336,7 +337,10 @@ def test_pipeline_and_ablations_refuse_a_folder_of_someone_elses_files(tmp_path)
     (mine / "notes.txt").write_text("my own file")
     before = _tree(mine)
     with pytest.raises(OutputPathError, match="pipeline: output_dir=.*not an output of this stage"):
-        pipeline(output_dir=str(mine), teacher_dir=str(tmp_path / "teacher"), scale=0.005)
+        pipeline(output_dir=str(mine), scale=0.005)
+    with pytest.raises(OutputPathError, match="pipeline: output_dir=.* contains the input teacher_dir"):
+        shutil.copytree(SHIPPED_TEACHER_DIR, tmp_path / "their_teacher")
+        pipeline(output_dir=str(tmp_path), teacher_dir=str(tmp_path / "their_teacher"), scale=0.005)
     with pytest.raises(OutputPathError, match="ablations: output_dir=.*not an output of this stage"):
         ablations(output_dir=str(mine), teacher_path=str(tmp_path / "teacher"), quick=True)
     with pytest.raises(OutputPathError, match="ablations: output_dir=.* contains the input teacher_path"):

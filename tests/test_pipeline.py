@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nemo_minitron.arch import preset
+from nemo_minitron.data.shipped_teacher import SHIPPED_TEACHER_DIR
 from nemo_minitron.stages.pipeline import pipeline
 from recipes import PIPELINES
 from recipes.scale import MAMBA2_1P3B_TO_780M, NEMOTRON_H_8B_TO_4B
@@ -43,7 +44,7 @@ def test_bad_pipeline_arguments_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="model_path"):
         pipeline(recipe="nemotron_h_8b_to_4b", output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="only="):
-        pipeline(output_dir=str(tmp_path), teacher_dir=str(tmp_path / "t"), only=["bogus"])
+        pipeline(output_dir=str(tmp_path), only=["bogus"])
     assert set(PIPELINES) == {"tiny", "smollm2", "nemotron_h_8b_to_4b", "mamba2_1.3b_to_780m"}
 
 
@@ -82,18 +83,40 @@ def test_slurm_dry_run_prints_the_sbatch_script(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "01_pruned").exists()  # nothing ran
 
 
+def test_the_demo_prunes_the_shipped_teacher_to_fixed_fractions_of_any_teacher(tmp_path: Path) -> None:
+    from recipes.tiny import checkpoint_arch, demo_pruning, tiny_steps
+
+    teacher = checkpoint_arch(SHIPPED_TEACHER_DIR)
+    assert teacher == preset("teacher")  # what ships is what the recipe trains
+    config = demo_pruning(teacher)
+    assert (config.target_hidden_size, config.target_ffn_hidden_size, config.target_mamba_num_heads) == (256, 768, 12)
+    assert 0.6 < config.target_widths(teacher).num_params() / teacher.num_params() < 0.7
+    other = demo_pruning(preset("tiny"))  # another shape: the same fractions, Mamba heads a multiple of its groups
+    assert (other.target_hidden_size, other.target_ffn_hidden_size, other.target_mamba_num_heads) == (208, 608, 12)
+    steps = {s.name: s for s in tiny_steps(tmp_path, scale=0.01)}
+    assert "teacher" not in steps and steps["prune"].kwargs["model_path"] == str(SHIPPED_TEACHER_DIR)
+    with pytest.raises(FileNotFoundError, match="teacher_dir=.*holds no finished checkpoint"):
+        tiny_steps(tmp_path, teacher_dir=str(tmp_path / "nothing"))
+
+
 def test_tiny_pipeline_end_to_end_then_skips_finished_stages(tmp_path: Path) -> None:
     out = tmp_path / "pipe"
-    first = pipeline(output_dir=str(out), teacher_dir=str(tmp_path / "teacher"), scale=0.005)
+    first = pipeline(output_dir=str(out), scale=0.005)  # from the shipped teacher: nothing pretrains
     assert all(first["finished"].values()), first
-    assert first["ran"] == [name for name in first["finished"]]
-    report = json.loads((out / "09_eval" / "eval_report.json").read_text())
-    assert report  # teacher vs final model, written by the eval stage
+    assert first["ran"] == [name for name in first["finished"]] and "teacher" not in first["ran"]
+    compression = json.loads((out / "03_eval_distilled" / "eval_report.json").read_text())
+    assert list(compression["models"]) == ["baseline", "pruned", "model"]
+    assert compression["models"]["baseline"]["path"] == str(SHIPPED_TEACHER_DIR)
+    assert compression["models"]["pruned"]["num_params"] == compression["models"]["model"]["num_params"]
+    assert compression["models"]["model"]["num_params"] < 0.7 * compression["models"]["baseline"]["num_params"]
+    assert "## What this run shows" in (out / "03_eval_distilled" / "eval_report.md").read_text()
+    report = json.loads((out / "10_eval" / "eval_report.json").read_text())
+    assert report["baseline_path"] == str(out / "04_instruct_teacher")  # the final model vs the instruct teacher
     assert set(report["models"]["model"]["instruct"]["accuracy"]) == set(report["models"]["baseline"]["instruct"]["accuracy"])
-    for stage_dir in ("01_pruned", "02_distilled", "04_sft_kd_1", "05_sft_kd_2", "06_rpo_1", "07_rpo_2",
-                      "08_long_context"):
+    for stage_dir in ("01_pruned", "02_distilled", "04_instruct_teacher", "05_sft_kd_1", "06_sft_kd_2", "07_rpo_1",
+                      "08_rpo_2", "09_long_context"):
         assert (out / stage_dir / "config.json").is_file(), stage_dir
         assert not Path(f"{out / stage_dir}.work").exists(), stage_dir  # finished stages drop their work folder
-    assert (out / "06_rpo_1" / "rpo_pairs.jsonl").is_file()  # sampled pairs are kept with the model
-    second = pipeline(output_dir=str(out), teacher_dir=str(tmp_path / "teacher"), scale=0.005)
+    assert (out / "07_rpo_1" / "rpo_pairs.jsonl").is_file()  # sampled pairs are kept with the model
+    second = pipeline(output_dir=str(out), scale=0.005)
     assert second["ran"] == [] and set(second["skipped"]) == set(first["finished"])

@@ -31,7 +31,22 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def _roles(report: Dict[str, Any]) -> List[str]:
-    return [r for r in _ROLES if r in report.get("models", {})]
+    """The report's models in reading order: the baseline, any other named ones (``compare_paths``,
+    e.g. the pruned student), the model last."""
+    models = report.get("models", {})
+    extras = [r for r in models if r not in _ROLES]
+    return [r for r in ("baseline", *extras, "model") if r in models]
+
+
+def _others(roles: List[str]) -> List[str]:
+    """The roles measured against the baseline (all but it), or none without a baseline."""
+    return [r for r in roles if r != "baseline"] if "baseline" in roles else []
+
+
+def role_colors(roles: Sequence[str]) -> Dict[str, str]:
+    """Baseline grey, model NVIDIA green, others from matplotlib's default cycle."""
+    cycle = iter(["#1f77b4", "#ff7f0e", "#9467bd", "#d62728", "#8c564b", "#17becf"])
+    return {r: {"baseline": "#7f7f7f", "model": "#76b900"}.get(r) or next(cycle) for r in roles}
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
@@ -54,9 +69,9 @@ def accuracy_rows(report: Dict[str, Any]) -> List[tuple]:
 
 
 def benchmark_summary(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Standard benchmarks (the offline lm-eval tasks) in one metric each: n, model and baseline
-    score with stderr, delta, the averages and the average retained (model / baseline); ``None``
-    when no such task was scored."""
+    """Standard benchmarks (the offline lm-eval tasks) in one metric each: n, every model's score with
+    stderr, delta (model - baseline), the averages, the share of the baseline's average each other
+    model keeps (``retained``; ``average_retained`` is the model's); ``None`` when no task was scored."""
     from nemo_minitron.evaluate.offline_tasks import OFFLINE_TASKS
 
     roles = _roles(report)
@@ -70,7 +85,7 @@ def benchmark_summary(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
             got = scores[role].get(name, {})
             row["n"] = got.get("num_samples", row.get("n"))
             row[role], row[f"{role}_stderr"] = got.get(task.metric), got.get(f"{task.metric}_stderr")
-        if len(roles) == 2 and None not in (row["model"], row["baseline"]):
+        if "model" in roles and "baseline" in roles and None not in (row["model"], row["baseline"]):
             row["delta"] = row["model"] - row["baseline"]
         rows.append(row)
     if not rows:
@@ -79,8 +94,10 @@ def benchmark_summary(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     both = [row for row in rows if all(row.get(r) is not None for r in roles)]
     for role in roles:
         summary[f"{role}_average"] = sum(row[role] for row in both) / len(both) if both else None
-    if len(roles) == 2 and summary.get("baseline_average"):
-        summary["average_retained"] = summary["model_average"] / summary["baseline_average"]
+    if summary.get("baseline_average"):
+        summary["retained"] = {r: summary[f"{r}_average"] / summary["baseline_average"] for r in _others(roles)}
+        if "model" in summary["retained"]:
+            summary["average_retained"] = summary["retained"]["model"]
     return summary
 
 
@@ -92,20 +109,21 @@ def benchmark_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
     summary = benchmark_summary(report)
     if not summary:
         return []
-    header = ["task", "split", "n", "metric"] + [f"{r} ± stderr" for r in roles] + (["delta"] if len(roles) == 2 else [])
+    delta = len(roles) == 2 and "baseline" in roles
+    header = ["task", "split", "n", "metric"] + [f"{r} ± stderr" for r in roles] + (["delta"] if delta else [])
     rows = []
     for row in summary["rows"]:
         cells = [row["task"], row["split"], _fmt(row.get("n")), row["metric"]]
         cells += [_with_stderr(row.get(r), row.get(f"{r}_stderr")) for r in roles]
-        if len(roles) == 2:
+        if delta:
             cells.append(_fmt(row.get("delta")))
         rows.append(cells)
     rows.append(["**average**", "", "", ""] + [_fmt(summary.get(f"{r}_average")) for r in roles]
-                + (["-"] if len(roles) == 2 else []))
+                + (["-"] if delta else []))
     lines = ["## Standard benchmarks (lm-eval tasks on offline data)", ""] + _table(header, rows) + [""]
-    if summary.get("average_retained") is not None:
-        lines += [f"Average retained (model average / baseline average): **{summary['average_retained']:.3f}**", ""]
-    return lines
+    for role, share in (summary.get("retained") or {}).items():
+        lines.append(f"Average retained ({role} average / baseline average): **{share:.3f}**")
+    return lines + ([""] if summary.get("retained") else [])
 
 
 def ruler_lengths(report: Dict[str, Any]) -> List[str]:
@@ -141,32 +159,50 @@ def _lm_eval_value(report: Dict[str, Any], role: str, task: str, metric: str) ->
 
 def headline_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
     """What the run shows, first: held-out bits/byte, the benchmark average (and the share of the
-    baseline's kept), size and speed, each as model vs baseline when there is one."""
-    models, compare = report["models"], len(roles) == 2
+    baseline's kept), size and speed of every model, with ratios to the baseline; and, for each
+    model between the baseline and the model (e.g. a pruned student before distillation), the share
+    of the gap it opened that the model closes."""
+    models, others = report["models"], _others(roles)
     lines: List[str] = []
 
     def pair(values: List[Optional[float]], fmt: str, what: str, ratio_label: str = "") -> None:
         if any(v is None for v in values):
             return
         text = " vs ".join(f"{r} {fmt.format(v)}" for r, v in zip(roles, values))
-        if compare and ratio_label and values[0]:
-            text += f" ({ratio_label} {values[1] / values[0]:.2f}x)"
+        base = values[0] if others else None
+        if ratio_label and base:
+            text += " (" + ", ".join(f"{r}/baseline {values[roles.index(r)] / base:.2f}x" for r in others) + ")"
         lines.append(f"- **{what}**: {text}")
 
-    pair([_lm_eval_value(report, r, CORPUS_PPL, "bits_per_byte") for r in roles], "{:.3f}",
-         "held-out bits per byte (lower is better)")
+    def recovered(values: List[Optional[float]], what: str, lower_is_better: bool) -> None:
+        """Only where the middle model is worse than the baseline: then there is a gap to close."""
+        if not others or "model" not in roles or any(v is None for v in values):
+            return
+        by_role = dict(zip(roles, values))
+        for middle in roles[1:-1]:
+            gap = by_role[middle] - by_role["baseline"]
+            if (gap > 1e-9) if lower_is_better else (gap < -1e-9):
+                share = (by_role[middle] - by_role["model"]) / gap
+                verb = "closes" if share >= 0 else "widens (negative share)"
+                lines.append(f"- **{what}: the model {verb} {share:.0%} of the gap that {middle} opened** "
+                             f"({middle} {by_role[middle] - by_role['baseline']:+.3f}, model "
+                             f"{by_role['model'] - by_role['baseline']:+.3f} from the baseline)")
+
+    bpb = [_lm_eval_value(report, r, CORPUS_PPL, "bits_per_byte") for r in roles]
+    pair(bpb, "{:.3f}", "held-out bits per byte (lower is better)")
+    recovered(bpb, "bits per byte", lower_is_better=True)
     summary = benchmark_summary(report)
     if summary:
-        pair([summary.get(f"{r}_average") for r in roles], "{:.3f}",
-             f"standard benchmark average ({len(summary['rows'])} tasks)")
-        if summary.get("average_retained") is not None:
-            lines.append(f"- **share of the baseline's benchmark average kept**: {summary['average_retained']:.1%}")
-    pair([models[r].get("num_params") for r in roles], "{:,}", "parameters", "model/baseline")
+        averages = [summary.get(f"{r}_average") for r in roles]
+        pair(averages, "{:.3f}", f"standard benchmark average ({len(summary['rows'])} tasks)")
+        for role, share in (summary.get("retained") or {}).items():
+            lines.append(f"- **share of the baseline's benchmark average kept by {role}**: {share:.1%}")
+        recovered(averages, "benchmark average", lower_is_better=False)
+    pair([models[r].get("num_params") for r in roles], "{:,}", "parameters", "ratio")
     speed = (report.get("speed") or {}).get("models") or {}
     if all(r in speed for r in roles):
-        pair([speed[r].get("decode_tokens_per_s") for r in roles], "{:.1f} tokens/s", "decode throughput",
-             "model/baseline")
-        pair([speed[r].get("ttft_s") for r in roles], "{:.3f} s", "time to first token", "model/baseline")
+        pair([speed[r].get("decode_tokens_per_s") for r in roles], "{:.1f} tokens/s", "decode throughput", "ratio")
+        pair([speed[r].get("ttft_s") for r in roles], "{:.3f} s", "time to first token", "ratio")
     return (["## What this run shows", ""] + lines + [""]) if lines else []
 
 
@@ -193,12 +229,13 @@ def to_markdown(report: Dict[str, Any]) -> str:
     pairs = accuracy_rows(report)
     if pairs:
         lines += ["## Accuracy (lm-eval-harness)", ""]
-        header = ["task", "metric"] + roles + (["model - baseline"] if len(roles) == 2 else [])
+        delta = roles == ["baseline", "model"]
+        header = ["task", "metric"] + roles + (["model - baseline"] if delta else [])
         rows = []
         for task, metric in pairs:
             vals = [(models[r].get("lm_eval") or {}).get(task, {}).get(metric) for r in roles]
             row = [task, metric] + [_fmt(v) for v in vals]
-            if len(roles) == 2:
+            if delta:
                 row.append(_fmt(vals[1] - vals[0]) if None not in vals and "num_samples" not in metric else "-")
             rows.append(row)
         lines += _table(header, rows) + [""]
@@ -236,7 +273,8 @@ def to_markdown(report: Dict[str, Any]) -> str:
                   f"input {s['input_len']} tokens, output {s['output_len']} tokens, batch {s['batch_size']}, "
                   f"median of {s['repeats']} interleaved repetitions on `{s.get('device')}`", ""]
         names = [r for r in roles if r in speed["models"]]
-        header = ["metric"] + names + (["ratio model/baseline"] if len(names) == 2 else [])
+        vs = _others(names)
+        header = ["metric"] + names + [f"ratio {r}/baseline" for r in vs]
         rows = []
         for key, label in (("ttft_s", "time to first token (s)"), ("decode_tokens_per_s", "decode throughput (tokens/s)"),
                            ("total_s", "total generate time (s)"), ("e2e_tokens_per_s", "end-to-end tokens/s"),
@@ -245,8 +283,8 @@ def to_markdown(report: Dict[str, Any]) -> str:
             if all(v is None for v in vals):
                 continue
             row = [label] + [_fmt(v) for v in vals]
-            if len(names) == 2:
-                row.append(_fmt(vals[1] / vals[0]) if None not in vals and vals[0] else "-")
+            base = vals[0]
+            row += [_fmt(vals[names.index(r)] / base) if vals[names.index(r)] is not None and base else "-" for r in vs]
             rows.append(row)
         lines += _table(header, rows) + [""]
     return "\n".join(lines)
@@ -279,7 +317,7 @@ def to_png(report: Dict[str, Any], dpi: int = 120) -> bytes:
 
     roles = _roles(report)
     models = report["models"]
-    colors = {"baseline": "#7f7f7f", "model": "#76b900"}
+    colors = role_colors(roles)
     fig = Figure(figsize=(17, 4.8))
     FigureCanvasAgg(fig)
     ax_acc, ax_bpb, ax_ruler, ax_speed = fig.subplots(1, 4, gridspec_kw={"width_ratios": [2, 0.8, 1.4, 1]})
@@ -314,18 +352,24 @@ def to_png(report: Dict[str, Any], dpi: int = 120) -> bytes:
         ax_ruler.text(0.5, 0.5, "RULER not run", ha="center", va="center", transform=ax_ruler.transAxes)
 
     speed = report.get("speed")
-    ratio: Optional[Dict[str, float]] = None
-    if speed and "model" in speed.get("ratios", {}) and speed.get("baseline") == "baseline":
-        ratio = speed["ratios"]["model"]
-    if ratio:
-        labels = ["decode\nthroughput", "TTFT\nspeedup"]
-        vals = [ratio["throughput_ratio"], ratio["ttft_speedup"]]
-        ax_speed.bar(labels, vals, color=colors["model"])
+    ratios: Dict[str, Dict[str, float]] = {}
+    if speed and speed.get("baseline") == "baseline":
+        ratios = {r: speed["ratios"][r] for r in _others(roles) if r in speed.get("ratios", {})}
+    if ratios:
+        width = 0.8 / len(ratios)
+        for k, (role, ratio) in enumerate(ratios.items()):
+            xs = [i + (k - (len(ratios) - 1) / 2) * width for i in range(2)]
+            vals = [ratio["throughput_ratio"], ratio["ttft_speedup"]]
+            ax_speed.bar(xs, vals, width, color=colors[role], label=role)
+            for x, v in zip(xs, vals):
+                ax_speed.text(x, v, f"{v:.2f}x", ha="center", va="bottom", fontsize=8)
+        ax_speed.set_xticks([0, 1])
+        ax_speed.set_xticklabels(["decode\nthroughput", "TTFT\nspeedup"])
         ax_speed.axhline(1.0, color=colors["baseline"], linestyle="--", linewidth=1)
-        for i, v in enumerate(vals):
-            ax_speed.text(i, v, f"{v:.2f}x", ha="center", va="bottom", fontsize=9)
+        if len(ratios) > 1:
+            ax_speed.legend(fontsize=8)
         s = speed["settings"]
-        ax_speed.set_title(f"speed model/baseline\n(in {s['input_len']}, out {s['output_len']}, batch {s['batch_size']})",
+        ax_speed.set_title(f"speed vs baseline\n(in {s['input_len']}, out {s['output_len']}, batch {s['batch_size']})",
                            fontsize=9)
     else:
         ax_speed.text(0.5, 0.5, "no speed comparison\n(needs a baseline)", ha="center", va="center",

@@ -1,4 +1,4 @@
-"""One report: accuracy, RULER and speed of a model, next to a baseline.
+"""One report: accuracy, RULER and speed of a model, next to a baseline (and any other models).
 
 :func:`evaluate_models` evaluates the model (and the baseline, typically the teacher) with the
 same tasks, the same RULER samples and the same speed inputs; :func:`save_report` writes
@@ -106,18 +106,18 @@ def evaluate_models(loaded: Dict[str, Tuple[torch.nn.Module, Any]], paths: Dict[
                     speed_input_len: int, speed_output_len: int, speed_batch_size: int, speed_repeats: int,
                     instruct_tasks: int, limit: Optional[int], batch_size: BatchSize, max_length: Optional[int],
                     seed: int) -> Tuple[Dict[str, Any], Dict[str, List[RulerSample]]]:
-    """Evaluate in-memory models by role (``"model"``, optional ``"baseline"``) on equal terms.
+    """Evaluate in-memory models by role (``"model"``, optional ``"baseline"``, optional other
+    names such as ``"pruned"``) on equal terms.
 
     Every role gets the same lm-eval ``tasks``, the same RULER samples and the same speed
-    inputs (model and baseline interleaved). Returns the report's ``models`` (and ``speed``)
-    parts, and each role's RULER samples (for :func:`save_report`). The settings have no
-    defaults here: they are the ``eval`` stage's arguments, whose defaults are the one home.
+    inputs (all models interleaved). Returns the report's ``models`` (baseline first, model last)
+    and ``speed`` parts, and each role's RULER samples (for :func:`save_report`). The settings have
+    no defaults here: they are the ``eval`` stage's arguments, whose defaults are the one home.
     """
     out: Dict[str, Any] = {"models": {}}
     samples: Dict[str, List[RulerSample]] = {}
-    for role in ("baseline", "model"):
-        if role not in loaded:
-            continue
+    order = [r for r in ("baseline", *[r for r in loaded if r not in ("baseline", "model")], "model") if r in loaded]
+    for role in order:
         model, tokenizer = loaded[role]
         log.info("evaluating %s %s", role, paths[role])
         samples[role] = []
@@ -126,7 +126,7 @@ def evaluate_models(loaded: Dict[str, Tuple[torch.nn.Module, Any]], paths: Dict[
                                             instruct_tasks)
     out["benchmarks"] = benchmark_summary(out)
     if speed:
-        models = {role: loaded[role][0] for role in ("baseline", "model") if role in loaded}
+        models = {role: loaded[role][0] for role in order}
         out["speed"] = compare_speed(models, input_len=speed_input_len, output_len=speed_output_len,
                                      batch_size=speed_batch_size, repeats=speed_repeats,
                                      baseline="baseline" if "baseline" in models else "model", seed=seed)

@@ -29,7 +29,7 @@ def ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[str]
               match_factor: Optional[int] = None, workers: Optional[int] = None, keep_layers: Optional[int] = None,
               docs_dir: Optional[str] = None, report_name: Optional[str] = None, progress: bool = True,
               overwrite: bool = False) -> dict[str, Any]:
-    """Reproduce the paper's pruning ablations on a teacher (default: the built-in tiny teacher).
+    """Reproduce the paper's pruning ablations on a teacher (default: the shipped teacher, docs/teacher.md).
 
     ``model``: a built-in pretrained model (``smollm2-135m``) imported into ``output_dir/teacher``;
     ``teacher_path``: a checkpoint folder. A hybrid teacher gets the Mamba findings, a plain decoder
@@ -50,9 +50,9 @@ def ablations(output_dir: str = "outputs/ablations", teacher_path: Optional[str]
     if model:
         teacher_path = import_teacher(model, Path(output_dir) / "teacher")
     elif teacher_path is None:
-        from nemo_minitron.stages.pretrain import ensure_tiny_teacher
+        from nemo_minitron.data.shipped_teacher import shipped_teacher
 
-        teacher_path = str(ensure_tiny_teacher())
+        teacher_path = str(shipped_teacher())
     kind = model_kind(HybridArch.from_hf_config(load_config(teacher_path)))
     default, quick_settings = recipe_module("ablations").BUDGETS[kind]
     overrides = {k: v for k, v in dict(num_seeds=num_seeds, steps=steps, match_factor=match_factor,

@@ -20,6 +20,7 @@ def evaluate(
     model_path: str,
     baseline_path: Optional[str] = None,
     output_dir: Optional[str] = None,
+    compare_paths: Optional[Dict[str, str]] = None,
     tasks: Optional[List[str]] = None,
     ruler_lengths: Optional[List[int]] = None,
     ruler_samples: int = 5,
@@ -53,27 +54,30 @@ def evaluate(
     built-in checkable task (post-training's tasks; 0 skips). Outputs go to ``output_dir`` (default
     ``<model_path>/eval``). ``device="auto"`` uses the GPU when there is one (bf16) and the CPU
     otherwise (fp32). ``output_dir`` may hold an earlier report (it is replaced); any other
-    non-empty folder needs ``overwrite=True``, and a checkpoint folder never. Returns the report dict.
+    non-empty folder needs ``overwrite=True``, and a checkpoint folder never. ``compare_paths`` adds
+    named checkpoints measured the same way and shown between baseline and model (e.g.
+    ``{"pruned": ...}`` next to the distilled model and its teacher: the report then says how much of
+    the gap the pruning opened the distillation closed). Returns the report dict.
     """
     started = time.perf_counter()
     batch_size = check_batch_size(batch_size)
+    extra = check_compare_paths(compare_paths)
     output_dir = output_dir or str(Path(model_path) / "eval")
     check_stage_paths("eval", output_dir, (REPORT_JSON,), overwrite, any_family=True, argument="output_dir",
-                      checkpoints={"model_path": model_path, "baseline_path": baseline_path})
+                      checkpoints={"model_path": model_path, "baseline_path": baseline_path,
+                                   **{f"compare_paths.{name}": path for name, path in extra.items()}})
     device = resolve_device(device)
     task_list = default_tasks() if tasks is None else list(tasks)
     lengths = list(DEFAULT_RULER_LENGTHS) if ruler_lengths is None else [int(x) for x in ruler_lengths]
     ruler_task_list = check_tasks(ruler_tasks)  # fail before any model is loaded
     torch.manual_seed(seed)
 
-    loaded = {"model": load_model_and_tokenizer(model_path, device=device)}
-    paths = {"model": model_path}
-    if baseline_path:
-        loaded["baseline"] = load_model_and_tokenizer(baseline_path, device=device)
-        paths["baseline"] = baseline_path
+    paths = {**({"baseline": baseline_path} if baseline_path else {}), **extra, "model": model_path}
+    loaded = {role: load_model_and_tokenizer(path, device=device) for role, path in paths.items()}
     report: Dict[str, Any] = {
         "model_path": model_path,
         "baseline_path": baseline_path,
+        "compare_paths": extra,
         "settings": {
             "tasks": task_list, "limit": limit, "ruler_lengths": lengths, "ruler_samples": ruler_samples,
             "ruler_tasks": ruler_task_list, "speed": speed, "instruct_tasks": instruct_tasks,
@@ -90,3 +94,15 @@ def evaluate(
     report["elapsed_s"] = time.perf_counter() - started
     save_report(report, samples, output_dir)
     return report
+
+
+def check_compare_paths(compare_paths: Optional[Dict[str, str]]) -> Dict[str, str]:
+    """``compare_paths`` as ``{name: path}``; names are report labels, so not ``model`` / ``baseline``."""
+    import re
+
+    extra = dict(compare_paths or {})
+    for name in extra:
+        if name in ("model", "baseline") or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]*", str(name)):
+            raise ValueError(f"compare_paths name {name!r} must be a label of letters, digits, '_' or '-' other than "
+                             "'model' and 'baseline' (those are model_path and baseline_path)")
+    return {str(k): str(v) for k, v in extra.items()}

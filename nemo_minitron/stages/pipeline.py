@@ -1,8 +1,9 @@
 """``nemo-minitron pipeline``: the stages of the paper as one NeMo-Run experiment.
 
-The tiny recipe: teacher (pretrained here, cached) -> prune -> distill -> [instruct teacher] ->
-SFT-KD x2 -> RPO x2 -> long-context SFT -> eval (teacher vs final model). The real-scale
-recipes: prune -> distill -> eval on the user's checkpoint and data.
+The tiny recipe, from the shipped teacher (or ``teacher_dir``): prune -> distill -> eval (teacher vs
+pruned vs distilled) -> instruct teacher -> SFT-KD x2 -> RPO x2 -> long-context SFT -> eval (final
+model vs instruct teacher). The real-scale recipes: prune -> distill -> eval on the user's
+checkpoint and data.
 
 Wiring only: ``recipe=`` names a step builder in ``recipes/`` (:data:`recipes.PIPELINES`),
 which holds every setting; :func:`nemo_minitron.experiment.run_steps` runs the unfinished steps
@@ -57,11 +58,11 @@ def pipeline(recipe: str = "tiny", output_dir: str = "outputs/pipeline", teacher
     out = Path(output_dir)
     steps = build(out, teacher_dir=teacher_dir, scale=scale, use_search=use_search,
                   model_path=model_path, data_path=data_path, val_data_path=val_data_path)
-    # An earlier run of this pipeline holds its summary or any of its stage folders. teacher_dir is
-    # not an input to protect here: the pipeline's first step may be what writes it.
+    # An earlier run of this pipeline holds its summary or any of its stage folders.
     markers = {SUMMARY_FILE} | {s.output.relative_to(out).parts[0] for s in steps if out in s.output.parents}
     check_output_path(out, "pipeline", sorted(markers), overwrite=overwrite, argument="output_dir",
-                      inputs={"model_path": model_path, "data_path": data_path, "val_data_path": val_data_path})
+                      inputs={"model_path": model_path, "data_path": data_path, "val_data_path": val_data_path,
+                              "teacher_dir": teacher_dir})
     out.mkdir(parents=True, exist_ok=True)
     result = run_steps(recipe, steps, launcher=launcher, slurm=slurm, dryrun=dryrun, only=only)
     if result.get("dryrun"):
