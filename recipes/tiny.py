@@ -92,9 +92,10 @@ def scaled(scale: float) -> Tuple[Callable[[int], int], Callable[..., int]]:
 #: FFN 1280 -> 768, Mamba heads 16 -> 12, i.e. 64 % of its parameters; the Minitron recipe prunes
 #: width, not depth). Fractions, so a teacher of another shape (``teacher_dir=``) gets the same cut.
 DEMO_WIDTH_FRACTIONS = {"hidden": 0.8, "ffn": 0.6, "mamba_heads": 0.75}
-#: The benchmarks the demo scores teacher, pruned and distilled student on (documents per task).
-DEMO_BENCHMARKS = ("lambada_openai_flat", "hellaswag", "piqa", "arc_easy")
-DEMO_BENCHMARK_LIMIT = 200
+#: The benchmarks the demo scores teacher, pruned and distilled student on (documents per task; LAMBADA
+#: is left out: its exact-word accuracy is 0 for every model this small).
+DEMO_BENCHMARKS = ("hellaswag", "piqa", "arc_easy")
+DEMO_BENCHMARK_LIMIT = 150
 
 
 def teacher_checkpoint(teacher_dir: Optional[str]) -> Path:
@@ -180,9 +181,9 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
     out += [
         Step("distill", distill, dict(
             teacher_path=str(teacher), student_path=str(pruned), save_path=str(distilled),
-            train=DistillTrain(max_steps=steps(150), seq_length=seq, micro_batch_size=8, global_batch_size=8,
+            train=DistillTrain(max_steps=steps(100), seq_length=seq, micro_batch_size=8, global_batch_size=8,
                                val_check_interval=steps(50), limit_val_batches=2 if quick else 8, progress=True),
-            optim=DistillOptim(lr=2e-3, warmup_steps=warmup(150))), distilled),
+            optim=DistillOptim(lr=2e-3, warmup_steps=warmup(100))), distilled),
         # What compression did: the teacher, the pruned student before distillation and after.
         Step("eval_distilled", evaluate, dict(
             model_path=str(distilled), baseline_path=str(teacher), output_dir=str(eval_distilled),
@@ -193,15 +194,17 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
             eval_distilled / "eval_report.json"),
         Step("instruct_teacher", instruct_sft, dict(
             base_teacher_path=str(teacher), save_path=str(instruct),
-            train=InstructSFTTrain(max_steps=steps(300), **post), optim=InstructSFTOptim(warmup_steps=warmup(300)),
+            train=InstructSFTTrain(max_steps=steps(120), **post), optim=InstructSFTOptim(warmup_steps=warmup(120)),
             **({"num_train": 64} if quick else {})), instruct),
     ]
     # A small student still misses whole prompts; the checker's answer then serves as chosen.
-    return out + post_training_steps(d, 5, instruct, distilled, instruct, scale, gold_chosen=True)
+    # Budgets sized for the 20-minute demo on 2 cores (docs/teacher.md has the stage times).
+    return out + post_training_steps(d, 5, instruct, distilled, instruct, scale, gold_chosen=True, sft_kd_steps=60,
+                                     rpo_steps=30)
 
 
 def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, baseline: Path, scale: float,
-                        gold_chosen: bool) -> List[Step]:
+                        gold_chosen: bool, sft_kd_steps: int = 100, rpo_steps: int = 50) -> List[Step]:
     """SFT-KD x2 from ``kd_teacher``, RPO x2, long-context SFT and an evaluation against ``baseline``,
     starting from ``student``, in folders of ``d`` numbered from ``first`` (the tiny settings; the
     SmolLM2 recipe shares them). ``gold_chosen``: the checker's answer is RPO's chosen response
@@ -220,18 +223,20 @@ def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, ba
     rpo_kw = {"gold_chosen": gold_chosen}
     return [
         Step("sft_kd_1", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(student), save_path=str(sft1),
-                                      round=1, train=SFTKDTrain(max_steps=steps(100), **post),
-                                      optim=SFTKDOptim(warmup_steps=warmup(100)),
+                                      round=1, train=SFTKDTrain(max_steps=steps(sft_kd_steps), **post),
+                                      optim=SFTKDOptim(warmup_steps=warmup(sft_kd_steps)),
                                       **({"num_train": 32} if quick else {})), sft1),
         Step("sft_kd_2", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(sft1), save_path=str(sft2),
-                                      round=2, train=SFTKDTrain(max_steps=steps(100), **post),
-                                      optim=SFTKDOptim(warmup_steps=warmup(100)),
+                                      round=2, train=SFTKDTrain(max_steps=steps(sft_kd_steps), **post),
+                                      optim=SFTKDOptim(warmup_steps=warmup(sft_kd_steps)),
                                       **({"num_train": 32} if quick else {})), sft2),
         Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, **rpo_kw,
-                                train=RPOTrain(max_steps=steps(50), **post), optim=RPOOptim(warmup_steps=warmup(50)),
+                                train=RPOTrain(max_steps=steps(rpo_steps), **post),
+                                optim=RPOOptim(warmup_steps=warmup(rpo_steps)),
                                 **({"num_prompts": 16} if quick else {})), rpo1),
         Step("rpo_2", rpo, dict(model_path=str(rpo1), save_path=str(rpo2), round=2, **rpo_kw,
-                                train=RPOTrain(max_steps=steps(50), **post), optim=RPOOptim(warmup_steps=warmup(50)),
+                                train=RPOTrain(max_steps=steps(rpo_steps), **post),
+                                optim=RPOOptim(warmup_steps=warmup(rpo_steps)),
                                 **({"num_prompts": 16} if quick else {})), rpo2),
         Step("long_context", long_context, dict(
             model_path=str(rpo2), save_path=str(longctx), min_len=256 if quick else 1024,

@@ -398,3 +398,16 @@ def test_eval_stage_measures_named_extra_models_between_baseline_and_model(check
     # the same checkpoint measured twice gives the same held-out numbers
     assert report["models"]["pruned"]["lm_eval"][CORPUS_PPL] == report["models"]["model"]["lm_eval"][CORPUS_PPL]
     assert "baseline" in (tmp_path / "ev" / "eval_report.md").read_text().split("## What this run shows")[1]
+
+
+def test_benchmarks_at_chance_are_said_to_be_at_chance():
+    from nemo_minitron.evaluate.render import to_markdown
+
+    report = _synthetic_report(ruler=0.5, instruct=0.25)
+    assert "within two standard errors of chance" not in to_markdown(report)  # 0.40 and 0.36 vs 0.25 +- 0.04
+    for role, value in (("baseline", 0.27), ("model", 0.23)):
+        report["models"][role]["lm_eval"]["hellaswag"]["acc_norm"] = value
+    text = to_markdown(report)
+    assert ("standard benchmark average (1 tasks) (every model within two standard errors of chance on every task)"
+            in text)
+    assert "Every model is within two standard errors of chance on every task (chance: hellaswag 0.25)" in text

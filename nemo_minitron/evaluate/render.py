@@ -80,7 +80,7 @@ def benchmark_summary(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     for name, task in OFFLINE_TASKS.items():
         if not any(task.metric in scores[r].get(name, {}) for r in roles):
             continue
-        row: Dict[str, Any] = {"task": name, "metric": task.metric, "split": task.split}
+        row: Dict[str, Any] = {"task": name, "metric": task.metric, "split": task.split, "chance": task.chance}
         for role in roles:
             got = scores[role].get(name, {})
             row["n"] = got.get("num_samples", row.get("n"))
@@ -99,6 +99,19 @@ def benchmark_summary(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         if "model" in summary["retained"]:
             summary["average_retained"] = summary["retained"]["model"]
     return summary
+
+
+def at_chance(summary: Dict[str, Any], roles: List[str]) -> bool:
+    """True when every model's score on every benchmark is within two standard errors of chance."""
+    for row in summary["rows"]:
+        for role in roles:
+            value, stderr = row.get(role), row.get(f"{role}_stderr")
+            if value is None:
+                continue
+            margin = 2 * stderr if isinstance(stderr, float) and not math.isnan(stderr) else 0.0
+            if abs(value - row["chance"]) > max(margin, 1e-9):
+                return False
+    return True
 
 
 def _with_stderr(value: Any, stderr: Any) -> str:
@@ -121,6 +134,11 @@ def benchmark_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
     rows.append(["**average**", "", "", ""] + [_fmt(summary.get(f"{r}_average")) for r in roles]
                 + (["-"] if delta else []))
     lines = ["## Standard benchmarks (lm-eval tasks on offline data)", ""] + _table(header, rows) + [""]
+    if at_chance(summary, roles):
+        chances = ", ".join(f"{row['task']} {row['chance']:.2f}" for row in summary["rows"])
+        lines += [f"Every model is within two standard errors of chance on every task (chance: {chances}): "
+                  "at this size these benchmarks do not separate the models, and the retained shares below "
+                  "compare noise. The held-out bits per byte is the measure that does.", ""]
     for role, share in (summary.get("retained") or {}).items():
         lines.append(f"Average retained ({role} average / baseline average): **{share:.3f}**")
     return lines + ([""] if summary.get("retained") else [])
@@ -194,7 +212,8 @@ def headline_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
     summary = benchmark_summary(report)
     if summary:
         averages = [summary.get(f"{r}_average") for r in roles]
-        pair(averages, "{:.3f}", f"standard benchmark average ({len(summary['rows'])} tasks)")
+        chance = " (every model within two standard errors of chance on every task)" if at_chance(summary, roles) else ""
+        pair(averages, "{:.3f}", f"standard benchmark average ({len(summary['rows'])} tasks){chance}")
         for role, share in (summary.get("retained") or {}).items():
             lines.append(f"- **share of the baseline's benchmark average kept by {role}**: {share:.1%}")
         recovered(averages, "benchmark average", lower_is_better=False)

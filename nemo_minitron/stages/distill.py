@@ -10,7 +10,7 @@ from typing import Any, Optional
 from nemo_minitron.data.tokens import corpus_tokens
 from nemo_minitron.models import load_model, load_tokenizer
 from nemo_minitron.models.io import dtype_name, output_dtype
-from nemo_minitron.models.runtime import set_ssm_chunk_size
+from nemo_minitron.models.runtime import resolve_chunk_size, set_ssm_chunk_size
 from nemo_minitron.train import (DistillationModule, PackedRows, StepData, check_same_tokenizer, fit)
 
 from ._training import check_training_paths, config_record, moved_to_configs, save_model
@@ -53,7 +53,7 @@ def distill(teacher_path: str, student_path: str, save_path: str, data_path: Opt
     val = PackedRows(corpus_tokens(teacher_tok, train.seq_length, val_data_path, "validation")) if has_val else None
     teacher, student = load_model(teacher_path), load_model(student_path)
     for model in (teacher, student):
-        set_ssm_chunk_size(model, train.ssm_chunk_size)
+        set_ssm_chunk_size(model, resolve_chunk_size(train.ssm_chunk_size, train.accelerator))
     module = DistillationModule(student, teacher, optim=optim, total_steps=train.max_steps, temperature=temperature,
                                 direction=direction, ce_weight=ce_weight)  # type: ignore[arg-type]
     data = StepData(PackedRows(rows), train.micro_batch_size, train.max_steps, seed=train.seed, val=val)

@@ -48,7 +48,7 @@ class TrainConfig:
             with a resumable checkpoint; the schedule still spans max_steps.
         progress: show progress bars.
         ssm_chunk_size: Mamba scan chunk at run time (None: the stage's default; post-training
-            uses 32 on CPU, pretraining and distillation the checkpoint's own).
+            and distillation use 32 on CPU, pretraining the checkpoint's own).
     """
 
     seq_length: int = 256
