@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compress SmolLM2-135M (real weights, imported offline) and test the paper's claims on it.
 
-    python scripts/compress_smollm2.py                         # the default: <= 2 h on 2 idle cores
+    python scripts/compress_smollm2.py                         # the default (docs/smollm2_compression.md: 3.85 h with one worker beside other work)
     python scripts/compress_smollm2.py --quick --out /tmp/s    # the test suite's run (numbers meaningless)
 
 Width (hidden + FFN + heads) vs depth (KL, cosine) vs each width axis alone, all at half the
