@@ -95,7 +95,7 @@ DEMO_WIDTH_FRACTIONS = {"hidden": 0.8, "ffn": 0.6, "mamba_heads": 0.75}
 #: The benchmarks the demo scores teacher, pruned and distilled student on (documents per task; LAMBADA
 #: is left out: its exact-word accuracy is 0 for every model this small).
 DEMO_BENCHMARKS = ("hellaswag", "piqa", "arc_easy")
-DEMO_BENCHMARK_LIMIT = 150
+DEMO_BENCHMARK_LIMIT = 100
 
 
 def teacher_checkpoint(teacher_dir: Optional[str]) -> Path:
@@ -200,7 +200,7 @@ def tiny_steps(output_dir: Path, teacher_dir: Optional[str] = None, scale: float
     # A small student still misses whole prompts; the checker's answer then serves as chosen.
     # Budgets sized for the 20-minute demo on 2 cores (docs/teacher.md has the stage times).
     return out + post_training_steps(d, 5, instruct, distilled, instruct, scale, gold_chosen=True, sft_kd_steps=60,
-                                     rpo_steps=30)
+                                     rpo_steps=25)
 
 
 def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, baseline: Path, scale: float,
@@ -221,15 +221,16 @@ def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, ba
     names = ("sft_kd_1", "sft_kd_2", "rpo_1", "rpo_2", "long_context", "eval")
     sft1, sft2, rpo1, rpo2, longctx, ev = (d / f"{first + i:02d}_{name}" for i, name in enumerate(names))
     rpo_kw = {"gold_chosen": gold_chosen}
+    # One pass over the conversations: the teacher's top-100 logits are computed for each one
+    # before training, so conversations the steps never reach would only cost time.
+    sft_train = 32 if quick else steps(sft_kd_steps) * SFTKDTrain().global_batch_size
     return [
         Step("sft_kd_1", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(student), save_path=str(sft1),
                                       round=1, train=SFTKDTrain(max_steps=steps(sft_kd_steps), **post),
-                                      optim=SFTKDOptim(warmup_steps=warmup(sft_kd_steps)),
-                                      **({"num_train": 32} if quick else {})), sft1),
+                                      optim=SFTKDOptim(warmup_steps=warmup(sft_kd_steps)), num_train=sft_train), sft1),
         Step("sft_kd_2", sft_kd, dict(teacher_path=str(kd_teacher), student_path=str(sft1), save_path=str(sft2),
                                       round=2, train=SFTKDTrain(max_steps=steps(sft_kd_steps), **post),
-                                      optim=SFTKDOptim(warmup_steps=warmup(sft_kd_steps)),
-                                      **({"num_train": 32} if quick else {})), sft2),
+                                      optim=SFTKDOptim(warmup_steps=warmup(sft_kd_steps)), num_train=sft_train), sft2),
         Step("rpo_1", rpo, dict(model_path=str(sft2), save_path=str(rpo1), round=1, **rpo_kw,
                                 train=RPOTrain(max_steps=steps(rpo_steps), **post),
                                 optim=RPOOptim(warmup_steps=warmup(rpo_steps)),
@@ -247,7 +248,7 @@ def post_training_steps(d: Path, first: int, kd_teacher: Path, student: Path, ba
             # Held-out bits/byte (still a language model?), then what post-training taught: the checkable
             # instruction tasks and long-context retrieval, against the instruct teacher.
             tasks=[CORPUS_PPL],
-            ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 5,
+            ruler_lengths=[512] if quick else [512, 1024], ruler_samples=1 if quick else 3,
             speed_input_len=64 if quick else 512, speed_output_len=8 if quick else 32,
             instruct_tasks=2 if quick else 40,
             limit=5 if quick else None), ev / "eval_report.json"),

@@ -301,6 +301,25 @@ def test_long_run_resumes_and_extends_exactly(tmp_path):
     assert json.loads((tmp_path / "b.snap" / STATE_FILE).read_text())["step"] == 6
 
 
+def test_a_step_reads_the_same_rows_in_one_process_or_two():
+    """Warm starts may change ``devices``: 1 process accumulating 2 micro-batches and 2 DDP
+    processes must read the same rows at every step, across passes over the data, including a row
+    count whose passes end in the middle of a step (103 rows of micro-batch 4 = 25.75 per pass)."""
+    from nemo_minitron.train.data import StepBatchSampler
+
+    steps, micro, offset = 60, 4, 7  # 60 steps x 8 rows = 4.7 passes over 103 rows
+    one = list(StepBatchSampler(103, micro, total_batches=steps * 2, seed=5, offset=offset * 2))
+    ranks = [list(StepBatchSampler(103, micro, total_batches=steps, seed=5, rank=r, world_size=2, offset=offset))
+             for r in range(2)]
+    for step in range(steps):
+        assert one[2 * step] + one[2 * step + 1] == ranks[0][step] + ranks[1][step], f"step {step}"
+    passes = list(StepBatchSampler(103, micro, total_batches=50, seed=5))  # 2 passes of 25 micro-batches
+    for first in (0, 25):
+        rows = [row for batch in passes[first:first + 25] for row in batch]
+        assert len(set(rows)) == 100  # a pass reads 100 distinct rows (3 are left for the next pass)
+    assert passes[:25] != passes[25:]  # each pass its own order
+
+
 def test_warm_start_continues_the_data_and_the_step_count(tmp_path):
     from nemo_minitron.train.data import StepBatchSampler
 

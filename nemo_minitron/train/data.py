@@ -51,8 +51,11 @@ def packed_loader(tokens: torch.Tensor, batch_size: int, shuffle: bool = False, 
 class StepBatchSampler(Sampler[list[int]]):
     """Yields this rank's micro-batches for global batches ``start, start+1, ..., total-1``.
 
-    Global batch g holds rows ``perm_e[...]`` of a seeded permutation per pass e over the data,
-    so the stream never depends on how many times the loader was rebuilt. Its length is
+    The stream is one sequence of micro-batches: micro-batch u holds rows ``perm_e[...]`` of a
+    seeded permutation per pass e over the data, and rank r of W takes micro-batch ``g * W + r``
+    at its batch g. So the stream never depends on how many times the loader was rebuilt, and an
+    optimizer step reads the same rows whether it accumulates 2 micro-batches in one process or
+    runs them in 2 (a run can change ``devices`` when it is warm-started). Its length is
     ``total`` even when resumed at ``start > 0``: Lightning restores the epoch's batch counter
     to ``start`` and ends the epoch when the counter reaches the loader's length, so the length
     must count the batches already done (a length of ``total - start`` ended a resumed run
@@ -69,10 +72,9 @@ class StepBatchSampler(Sampler[list[int]]):
             raise ValueError(f"global batch {self.global_batch} exceeds the {num_rows} available sequences")
 
     def _rows_of(self, g: int) -> list[int]:
-        per_pass = self.num_rows // self.global_batch
-        epoch, within = divmod(g, per_pass)
+        epoch, within = divmod(g * self.world + self.rank, self.num_rows // self.micro_batch)
         perm = torch.randperm(self.num_rows, generator=torch.Generator().manual_seed(self.seed + 1000003 * epoch))
-        lo = within * self.global_batch + self.rank * self.micro_batch
+        lo = within * self.micro_batch
         return perm[lo:lo + self.micro_batch].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
