@@ -5,8 +5,9 @@ Hybrid (the built-in tiny teacher): ``DEFAULT`` is what docs/results.md reports 
 hour on 2 cores); ``QUICK`` (``quick=true`` / ``--quick``) is what the test suite runs: every
 code path in a couple of minutes, numbers meaningless.
 
-Plain decoder (SmolLM2-135M, ``model=smollm2-135m``): ``SMOLLM2`` fits the whole run in <= 2 h
-on 2 idle CPU cores (the arithmetic: docs/smollm2_compression.md, "Budget"); ``SMOLLM2_QUICK`` is
+Plain decoder (SmolLM2-135M, ``model=smollm2-135m``): ``SMOLLM2`` is sized for <= 2 h on 2 idle
+CPU cores (an estimate; the measured run took 3.85 h with one worker beside other work:
+docs/smollm2_compression.md, "Budget"); ``SMOLLM2_QUICK`` is
 the test suite's. Command-line ``num_seeds`` / ``steps`` / ``match_factor`` / ``workers``
 override single values.
 """

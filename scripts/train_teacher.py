@@ -8,7 +8,7 @@
 3. ``pretrain`` with ``recipes.teacher`` (arch "teacher", WSD schedule), its work folder (Lightning
    checkpoints, ``curve.jsonl``) under ``--run-dir``, and a bf16 HF snapshot of the model every
    ``--snapshot-every`` steps into ``--snapshot-dir`` (default ``<run-dir>/snapshots``; to ship one,
-   copy it into ``nemo_minitron/data/teacher``, the folder the package's teacher lives in).
+   ship one with ``--ship``: it replaces ``nemo_minitron/data/teacher``, the package's teacher).
 
 Stop it any time (kill, Ctrl-C, end of session): the same command resumes from the last checkpoint
 (every 20 steps) with the same data and schedule. ``--max-steps N`` lengthens (or shortens) the run;
@@ -106,7 +106,15 @@ def main() -> None:
                              "same global batch, micro-batches split over them")
     parser.add_argument("--tokenizer-only", action="store_true", help="build the corpus and tokenizer, then stop")
     parser.add_argument("--retrain-tokenizer", action="store_true")
+    parser.add_argument("--ship", action="store_true",
+                        help="copy the newest snapshot over the shipped teacher (nemo_minitron/data/teacher), then stop")
     args = parser.parse_args()
+    if args.ship:
+        from nemo_minitron.data.shipped_teacher import describe_shipped_teacher, ship_snapshot
+
+        ship_snapshot(args.snapshot_dir or args.run_dir.expanduser().resolve() / "snapshots")
+        print(f"[teacher] shipped: {describe_shipped_teacher()} -> {SHIPPED_TEACHER_DIR} (commit it)")
+        return
 
     torch.set_num_threads(args.threads)
     build_tokenizer(args.retrain_tokenizer)

@@ -332,7 +332,43 @@ def test_warm_start_continues_the_data_and_the_step_count(tmp_path):
     assert warm["finished"] and warm["first_step"] == 2 and warm["init_from"] == str(tmp_path / "c.snap")
     steps = sorted(step for kind, step in _curve(tmp_path, "w") if kind == "train")
     assert steps[0] == 3 and steps[-1] == 6
+    from nemo_minitron.data.shipped_teacher import planned_steps
+    from nemo_minitron.train.longrun import STATE_FILE, read_curve
+
+    # the warm run's snapshot carries the whole history: the first run's steps, then its own
+    assert [r["step"] for r in read_curve(tmp_path / "w.snap" / "curve.jsonl") if r["kind"] == "train"] == \
+        [1, 2, 3, 4, 5, 6]
+    state = json.loads((tmp_path / "w.snap" / STATE_FILE).read_text())
+    assert state["step"] == 6 and planned_steps(state) == 6  # 2 + the 4 it planned
     from nemo_minitron.stages.pretrain import PretrainOptim
 
     with pytest.raises(ValueError, match="first_step=2 needs init_from"):
         _run(tmp_path, "x", 4, first_step=2, optim=PretrainOptim(warmup_steps=1))
+
+
+def test_shipping_a_snapshot_keeps_the_history_and_never_goes_back(tmp_path):
+    """ship_snapshot: replaces the shipped folder with a newer snapshot, keeps the shipped curve's
+    records before the snapshot's run began (a snapshot written without them still ships them),
+    refuses an older snapshot or a folder that is not a snapshot, and leaves the folder as it was."""
+    from nemo_minitron.data.shipped_teacher import ship_snapshot
+    from nemo_minitron.models import load_model
+    from nemo_minitron.train.longrun import STATE_FILE, read_curve
+
+    _run(tmp_path, "c", 6, stop=2)
+    _run(tmp_path, "w", 4, init_from=str(tmp_path / "c.snap"), first_step=2)
+    (tmp_path / "w.snap" / "curve.jsonl").write_text("".join(  # as an older HFSnapshot wrote it: its own steps
+        json.dumps(r) + "\n" for r in read_curve(tmp_path / "w.snap" / "curve.jsonl") if r["step"] > 2))
+    shipped = tmp_path / "shipped"
+    assert ship_snapshot(tmp_path / "c.snap", shipped)["step"] == 2
+    assert ship_snapshot(tmp_path / "w.snap", shipped)["step"] == 6
+    assert json.loads((shipped / STATE_FILE).read_text())["step"] == 6
+    train_steps = [r["step"] for r in read_curve(shipped / "curve.jsonl") if r["kind"] == "train"]
+    assert train_steps == [1, 2, 3, 4, 5, 6]
+    load_model(shipped)  # an ordinary checkpoint
+    before = {f.name: f.read_bytes() for f in shipped.iterdir()}
+    with pytest.raises(ValueError, match="shipped teacher is at step 6, the snapshot at 2"):
+        ship_snapshot(tmp_path / "c.snap", shipped)
+    with pytest.raises(FileNotFoundError, match="not a training snapshot"):
+        ship_snapshot(tmp_path / "c", shipped)
+    assert {f.name: f.read_bytes() for f in shipped.iterdir()} == before
+    assert ship_snapshot(tmp_path / "c.snap", shipped, force=True)["step"] == 2

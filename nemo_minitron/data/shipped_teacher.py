@@ -36,11 +36,48 @@ def shipped_teacher_state() -> dict[str, Any]:
     return json.loads((shipped_teacher() / STATE_FILE).read_text())
 
 
+def planned_steps(state: dict[str, Any]) -> int:
+    """The step a snapshot's run ends at: a warm-started run plans ``max_steps`` from its ``first_step``."""
+    return int(state.get("first_step") or 0) + int(state["config"]["train"]["max_steps"])
+
+
+def ship_snapshot(snapshot: Path, target: Path = SHIPPED_TEACHER_DIR, force: bool = False) -> dict[str, Any]:
+    """Make the training snapshot ``snapshot`` the shipped teacher (``target``, replaced atomically).
+
+    Its curve keeps the shipped teacher's records up to the step the snapshot's run started from,
+    so a run continued on a new machine ships its whole history. Refuses a snapshot that is not
+    newer than the shipped one (``force`` overrides) and a folder that is not a snapshot.
+    Returns the new ``training_state.json``.
+    """
+    import shutil
+
+    from nemo_minitron.atomic import atomic_directory
+    from nemo_minitron.train.longrun import CURVE_FILE, STATE_FILE, continued_curve
+
+    snapshot, target = Path(snapshot), Path(target)
+    if not (snapshot / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{snapshot} is not a training snapshot (no {STATE_FILE}); "
+                                "scripts/train_teacher.py writes them to <run-dir>/snapshots")
+    state = json.loads((snapshot / STATE_FILE).read_text())
+    if (target / STATE_FILE).is_file() and not force:
+        shipped = int(json.loads((target / STATE_FILE).read_text())["step"])
+        if shipped >= int(state["step"]):
+            raise ValueError(f"the shipped teacher is at step {shipped}, the snapshot at {state['step']}: "
+                             "nothing newer to ship (force=True replaces it anyway)")
+    with atomic_directory(target) as tmp:
+        for item in snapshot.iterdir():
+            if item.is_file():
+                shutil.copy2(item, tmp / item.name)
+        records = continued_curve(target / CURVE_FILE, snapshot / CURVE_FILE, int(state.get("first_step") or 0))
+        (tmp / CURVE_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    return state
+
+
 def describe_shipped_teacher() -> str:
     """One line for logs and reports: which teacher this is and how far it was trained."""
     state = shipped_teacher_state()
     step = int(state["step"])
-    planned = int(state["config"]["train"]["max_steps"])
+    planned = planned_steps(state)
     tokens = step * int(state["tokens_per_step"])
     done = "finished" if step >= planned else f"snapshot of an unfinished run ({step}/{planned} steps)"
     return f"shipped NemotronH teacher, {tokens / 1e6:.1f}M training tokens, {done}"

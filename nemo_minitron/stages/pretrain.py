@@ -149,7 +149,7 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
                  "command": _command(out, arch_name, arch, train, optim, corpus)}
         callbacks.append(HFSnapshot(Path(snapshot_path), snapshot_every, tokenizer,
                                     lambda: {**state, "versions": _versions()}, curve=work / CURVE_FILE,
-                                    first_step=first_step))
+                                    first_step=first_step, history=Path(init_from) / CURVE_FILE if init_from else None))
     cpu_fit = time.process_time()
     result = fit(module, data, train, optim, str(out), tokens_per_row=train.seq_length, callbacks=callbacks)
     train_cpu_seconds = time.process_time() - cpu_fit  # wall time / threads on an idle machine

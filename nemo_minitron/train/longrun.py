@@ -124,22 +124,31 @@ class TrainingCurve(L.Callback):
         self._last_time = time.perf_counter()  # validation time is not training throughput
 
 
+def continued_curve(history: Optional[Path], curve: Path, first_step: int) -> list[dict[str, Any]]:
+    """A continued run's whole curve: the records of the run it continued (``history``, a curve
+    file) up to ``first_step``, then its own after it. Either file may be missing."""
+    earlier = [r for r in read_curve(history) if r["step"] <= first_step] if history and history.is_file() else []
+    return earlier + [r for r in read_curve(curve) if r["step"] > first_step] if curve.is_file() else earlier
+
+
 class HFSnapshot(L.Callback):
     """Every ``every`` optimizer steps and at the end of training, a bf16 copy of the trained model
     as an ordinary HF checkpoint in ``folder`` (atomically replaced), with ``training_state.json``
-    (``state()`` plus the step) and the training curve so far.
+    (``state()`` plus the step) and the training curve so far (for a continued run, preceded by
+    ``history``: the curve of the run it continued, up to ``first_step``).
 
     Refuses, before training starts, a non-empty ``folder`` that is not an earlier snapshot.
     """
 
     def __init__(self, folder: Path, every: int, tokenizer: Any, state: Callable[[], dict[str, Any]],
-                 curve: Optional[Path] = None, dtype: torch.dtype = torch.bfloat16, first_step: int = 0) -> None:
+                 curve: Optional[Path] = None, dtype: torch.dtype = torch.bfloat16, first_step: int = 0,
+                 history: Optional[Path] = None) -> None:
         folder = Path(folder)
         if folder.is_dir() and any(folder.iterdir()) and not (folder / STATE_FILE).is_file():
             raise FileExistsError(f"snapshot folder {folder} holds files that are not a training snapshot "
                                   f"(no {STATE_FILE}); choose another folder")
         self.folder, self.every, self.tokenizer, self.state = folder, every, tokenizer, state
-        self.curve, self.dtype, self.first_step = curve, dtype, first_step
+        self.curve, self.dtype, self.first_step, self.history = curve, dtype, first_step, history
         self._saved_step: Optional[int] = None
 
     def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -154,7 +163,7 @@ class HFSnapshot(L.Callback):
         def extra(tmp: Path) -> None:
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=str) + "\n")
             if self.curve is not None:
-                records = read_curve(self.curve)
+                records = continued_curve(self.history, self.curve, self.first_step)
                 (tmp / CURVE_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
 
         save_checkpoint(model, self.folder, tokenizer=self.tokenizer, extra=extra, dtype=self.dtype)
