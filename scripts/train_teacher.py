@@ -52,14 +52,14 @@ def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int) -> dict |
     since new snapshots replace it)."""
     import shutil
 
-    from nemo_minitron.train.longrun import STATE_FILE
+    from nemo_minitron.train.longrun import STATE_FILE, read_state
 
     plan_file = run_dir / WARM_START_FILE
     if plan_file.is_file():
         return json.loads(plan_file.read_text())
     if (run_dir / "work" / "checkpoints" / "last.ckpt").is_file() or not (snapshot_dir / STATE_FILE).is_file():
         return None
-    step = int(json.loads((snapshot_dir / STATE_FILE).read_text())["step"])
+    step = int(read_state(snapshot_dir)["step"])
     if step + WARM_RESTART_WARMUP >= max_steps:
         raise SystemExit(f"the snapshot in {snapshot_dir} is at step {step} of {max_steps}: nothing left to train "
                          "(raise --max-steps to continue it)")
@@ -109,10 +109,15 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true",
                         help="copy the newest snapshot over the shipped teacher (nemo_minitron/data/teacher), then stop")
     args = parser.parse_args()
+    run_dir = args.run_dir.expanduser().resolve()
+    snapshot_dir = args.snapshot_dir or run_dir / "snapshots"
     if args.ship:
         from nemo_minitron.data.shipped_teacher import describe_shipped_teacher, ship_snapshot
 
-        ship_snapshot(args.snapshot_dir or args.run_dir.expanduser().resolve() / "snapshots")
+        try:
+            ship_snapshot(snapshot_dir)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"[teacher] not shipped: {error}") from None
         print(f"[teacher] shipped: {describe_shipped_teacher()} -> {SHIPPED_TEACHER_DIR} (commit it)")
         return
 
@@ -126,14 +131,12 @@ def main() -> None:
 
     from nemo_minitron.stages.pretrain import pretrain, read_summary
 
-    run_dir = args.run_dir.expanduser().resolve()
     max_steps = args.max_steps or TEACHER_TRAIN.max_steps
     final = run_dir / "final"
     done = read_summary(final)
     if done is not None and done.get("first_step", 0) + done.get("steps", 0) >= max_steps:
         print(f"[teacher] {final} already holds the finished run ({done.get('first_step', 0) + done['steps']} steps)")
         return
-    snapshot_dir = args.snapshot_dir or run_dir / "snapshots"
     plan = warm_start_plan(run_dir, args.warm_start_from, max_steps) or {"first_step": 0, "init_from": None}
     first = plan["first_step"]
     train = dataclasses.replace(TEACHER_TRAIN, work_dir=str(run_dir / "work"), progress=False,

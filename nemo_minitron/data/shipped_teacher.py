@@ -9,7 +9,6 @@ Hugging Face folder (bf16 safetensors, config, the 8192-token BPE tokenizer) plu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,9 @@ def shipped_teacher() -> Path:
 
 def shipped_teacher_state() -> dict[str, Any]:
     """The ``training_state.json`` of the shipped teacher (step, tokens per step, settings)."""
-    from nemo_minitron.train.longrun import STATE_FILE  # written next to the weights by HFSnapshot
+    from nemo_minitron.train.longrun import read_state  # written next to the weights by HFSnapshot
 
-    return json.loads((shipped_teacher() / STATE_FILE).read_text())
+    return read_state(shipped_teacher())
 
 
 def planned_steps(state: dict[str, Any]) -> int:
@@ -52,15 +51,15 @@ def ship_snapshot(snapshot: Path, target: Path = SHIPPED_TEACHER_DIR, force: boo
     import shutil
 
     from nemo_minitron.atomic import atomic_directory
-    from nemo_minitron.train.longrun import CURVE_FILE, STATE_FILE, continued_curve
+    from nemo_minitron.train.longrun import CURVE_FILE, STATE_FILE, continued_curve, read_state, write_curve
 
     snapshot, target = Path(snapshot), Path(target)
     if not (snapshot / STATE_FILE).is_file():
         raise FileNotFoundError(f"{snapshot} is not a training snapshot (no {STATE_FILE}); "
                                 "scripts/train_teacher.py writes them to <run-dir>/snapshots")
-    state = json.loads((snapshot / STATE_FILE).read_text())
+    state = read_state(snapshot)
     if (target / STATE_FILE).is_file() and not force:
-        shipped = int(json.loads((target / STATE_FILE).read_text())["step"])
+        shipped = int(read_state(target)["step"])
         if shipped >= int(state["step"]):
             raise ValueError(f"the shipped teacher is at step {shipped}, the snapshot at {state['step']}: "
                              "nothing newer to ship (force=True replaces it anyway)")
@@ -68,8 +67,8 @@ def ship_snapshot(snapshot: Path, target: Path = SHIPPED_TEACHER_DIR, force: boo
         for item in snapshot.iterdir():
             if item.is_file():
                 shutil.copy2(item, tmp / item.name)
-        records = continued_curve(target / CURVE_FILE, snapshot / CURVE_FILE, int(state.get("first_step") or 0))
-        (tmp / CURVE_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+        write_curve(tmp / CURVE_FILE,
+                    continued_curve(target / CURVE_FILE, snapshot / CURVE_FILE, int(state.get("first_step") or 0)))
     return state
 
 

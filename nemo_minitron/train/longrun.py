@@ -124,11 +124,21 @@ class TrainingCurve(L.Callback):
         self._last_time = time.perf_counter()  # validation time is not training throughput
 
 
+def write_curve(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write ``records`` as a curve file (one JSON object per line, what :func:`read_curve` reads)."""
+    Path(path).write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """The ``training_state.json`` of a snapshot folder (step, settings, versions)."""
+    return json.loads((Path(folder) / STATE_FILE).read_text())
+
+
 def continued_curve(history: Optional[Path], curve: Path, first_step: int) -> list[dict[str, Any]]:
     """A continued run's whole curve: the records of the run it continued (``history``, a curve
     file) up to ``first_step``, then its own after it. Either file may be missing."""
-    earlier = [r for r in read_curve(history) if r["step"] <= first_step] if history and history.is_file() else []
-    return earlier + [r for r in read_curve(curve) if r["step"] > first_step] if curve.is_file() else earlier
+    earlier = [r for r in read_curve(history) if r["step"] <= first_step] if history else []
+    return earlier + [r for r in read_curve(curve) if r["step"] > first_step]
 
 
 class HFSnapshot(L.Callback):
@@ -163,8 +173,7 @@ class HFSnapshot(L.Callback):
         def extra(tmp: Path) -> None:
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=str) + "\n")
             if self.curve is not None:
-                records = continued_curve(self.history, self.curve, self.first_step)
-                (tmp / CURVE_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+                write_curve(tmp / CURVE_FILE, continued_curve(self.history, self.curve, self.first_step))
 
         save_checkpoint(model, self.folder, tokenizer=self.tokenizer, extra=extra, dtype=self.dtype)
         self._saved_step = step
