@@ -1,7 +1,7 @@
 """The budgets of the paper's ablations (``nemo-minitron ablations``, ``scripts/ablations.py``,
 ``scripts/compress_smollm2.py``), one pair per kind of teacher.
 
-Hybrid (the built-in tiny teacher): ``DEFAULT`` is what docs/results.md reports (well under an
+Hybrid (the shipped teacher, docs/teacher.md): ``DEFAULT`` is what docs/results.md reports (well under an
 hour on 2 cores); ``QUICK`` (``quick=true`` / ``--quick``) is what the test suite runs: every
 code path in a couple of minutes, numbers meaningless.
 

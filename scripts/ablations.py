@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Reproduce the Minitron-SSM paper's pruning ablations on the built-in tiny teacher or a real model.
+"""Reproduce the Minitron-SSM paper's pruning ablations on the shipped teacher or a real model.
 
     python scripts/ablations.py                       # default: 3 seeds, < 1 h on 2 cores -> docs/results.md
     python scripts/ablations.py --quick --out /tmp/a  # every code path in a couple of minutes
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None,
                         help="a built-in pretrained model to compress (smollm2-135m), imported into --out/teacher")
     parser.add_argument("--teacher", default=None,
-                        help="teacher checkpoint (default: the tiny teacher, trained if absent)")
+                        help="teacher checkpoint (default: the shipped teacher, nemo_minitron/data/teacher)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets for the test suite (numbers meaningless)")
     parser.add_argument("--seeds", type=int, default=None,
                         help=f"distillation seeds per student (default {DEFAULT.num_seeds})")

@@ -104,6 +104,7 @@ def test_quick_run_end_to_end_and_resume(tmp_path, monkeypatch) -> None:
     for folder in (out, docs):
         text = (folder / "results.md").read_text()
         assert "| 1 | width-only vs depth-only" in text and (folder / "ablations.png").stat().st_size > 10_000
+        assert text.startswith("# Reproducing the paper's ablations on `teacher`\n")
     assert not (out / "work").exists() or not any((out / "work").iterdir())  # weights dropped after each run
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["variants"]["width"]["block_params"] == results["variants"]["width"]["block_params"]
@@ -139,3 +140,14 @@ def test_hand_written_discussion_survives_a_rerun(tmp_path) -> None:
     assert kept_discussion(doc) == ""
     doc.write_text("old tables\n" + DISCUSSION_MARKER + "\nwhy width lost here\n")
     assert kept_discussion(doc) == "\n" + DISCUSSION_MARKER + "\nwhy width lost here\n"
+
+
+def test_report_names_the_shipped_teacher_and_hides_the_machines_paths(tmp_path, monkeypatch) -> None:
+    from nemo_minitron.ablations.report import shown_path, teacher_label
+    from nemo_minitron.data.shipped_teacher import SHIPPED_TEACHER_DIR
+
+    assert teacher_label(str(SHIPPED_TEACHER_DIR)) == "the shipped teacher"
+    assert teacher_label(str(tmp_path / "my-hybrid")) == "`my-hybrid`"
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(str(tmp_path / "runs" / "teacher")) == "runs/teacher"
+    assert shown_path("/elsewhere/teacher") == "/elsewhere/teacher"

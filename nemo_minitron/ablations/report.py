@@ -141,12 +141,29 @@ def _fmt_params(n: int) -> str:
     return f"{n / 1e6:.2f}M"
 
 
+def teacher_label(teacher_path: str) -> str:
+    """How the report's title names the teacher: the shipped one by name, any other by its folder."""
+    from ..data.shipped_teacher import SHIPPED_TEACHER_DIR
+
+    path = Path(teacher_path).resolve()
+    return "the shipped teacher" if path == SHIPPED_TEACHER_DIR else f"`{path.name}`"
+
+
+def shown_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies under it (no machine's home in the docs)."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def to_markdown(results: dict[str, Any], command: str, figure: str = "ablations.png") -> str:
     st, variants, runs = results["settings"], results["variants"], results["runs"]
     lines = [
-        "# Reproducing the paper's ablations on the tiny teacher", "",
+        f"# Reproducing the paper's ablations on {teacher_label(results['teacher_path'])}", "",
         f"Command: `{command}`", "",
-        f"Teacher: {results['teacher']} (`{results['teacher_path']}`), validation loss "
+        f"Teacher: {results['teacher']} (`{shown_path(results['teacher_path'])}`), validation loss "
         f"{results['teacher_val_loss']:.4f} nats on {results['val_tokens']:,} held-out tokens. Every student is "
         "pruned from the same saved importance scores "
         f"({st['calibration_samples']} x {st['calibration_seq_length']} calibration tokens, KL over "
@@ -154,9 +171,9 @@ def to_markdown(results: dict[str, Any], command: str, figure: str = "ablations.
         f"{st['global_batch_size']} x {st['seq_length']} = {results['tokens_per_run']:,} tokens, lr {st['lr']}, "
         f"over {st['num_seeds']} seed(s) (data order; for random init also the initialisation). Loss = next-token "
         "cross-entropy on the held-out split; ± is the standard deviation over seeds.", "",
-        "Parameters are matched on the blocks (everything but the embedding and LM head): on the tiny teacher "
+        "Parameters are matched on the blocks (everything but the embedding and LM head): on this teacher "
         f"the embedding and LM head are {1 - results['teacher_block_params'] / results['teacher_params']:.0%} of "
-        "all parameters, so depth-only pruning could never reach half of the total.", "",
+        "all parameters, and the ablations compare ways of pruning the blocks (variants.py).", "",
         "## Findings", "",
         "| # | question | paper | here | verdict |", "|---|---|---|---|---|",
         *(f"| {f['finding']} | {f['question']} | {f['paper']} | {f['here']} | **{f['verdict']}** |"

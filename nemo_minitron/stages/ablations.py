@@ -1,7 +1,7 @@
 """``nemo-minitron ablations``: reproduce the paper's pruning ablations on a teacher.
 
 Wiring only: the teacher (a built-in pretrained ``model`` imported into ``output_dir/teacher``,
-a checkpoint folder, or by default the built-in tiny one, trained if absent), the budget for its
+a checkpoint folder, or by default the shipped teacher, docs/teacher.md), the budget for its
 kind from ``recipes/ablations.py`` (default or quick, single values overridden) ->
 :func:`nemo_minitron.ablations.run_ablations`, which distills every student with the ``distill``
 stage -> the report (results.json / results.md / ablations.png for the hybrid teacher,

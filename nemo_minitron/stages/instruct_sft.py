@@ -1,7 +1,7 @@
 """The instruct teacher of the tiny pipeline: plain SFT of a base teacher on the checkable tasks.
 
-The paper's SFT-KD teacher is an aligned model; the built-in tiny teacher is a base LM that does
-not know the tasks, so this fine-tunes it (cross-entropy on assistant tokens) before SFT-KD.
+The paper's SFT-KD teacher is an aligned model; the built-in teachers are base LMs that do
+not know the tasks, so this fine-tunes one (cross-entropy on assistant tokens) before SFT-KD.
 """
 
 from typing import Any, Optional
