@@ -106,6 +106,9 @@ def main() -> None:
                              "same global batch, micro-batches split over them")
     parser.add_argument("--tokenizer-only", action="store_true", help="build the corpus and tokenizer, then stop")
     parser.add_argument("--retrain-tokenizer", action="store_true")
+    parser.add_argument("--rewind-to-pre-decay", action="store_true",
+                        help="make the checkpoint of the step the LR decay began the one to resume from, then "
+                             "stop: the next run with a larger --max-steps trains on at the peak LR from there")
     parser.add_argument("--ship", action="store_true",
                         help="copy the newest snapshot over the shipped teacher (nemo_minitron/data/teacher), then stop")
     args = parser.parse_args()
@@ -119,6 +122,19 @@ def main() -> None:
         except (FileNotFoundError, ValueError) as error:
             raise SystemExit(f"[teacher] not shipped: {error}") from None
         print(f"[teacher] shipped: {describe_shipped_teacher()} -> {SHIPPED_TEACHER_DIR} (commit it)")
+        return
+
+    if args.rewind_to_pre_decay:
+        from nemo_minitron.train.longrun import rewind_to_pre_decay
+
+        plan_file = run_dir / WARM_START_FILE
+        first = json.loads(plan_file.read_text())["first_step"] if plan_file.is_file() else 0
+        try:
+            step = rewind_to_pre_decay(run_dir / "work", first_step=first)
+        except (FileNotFoundError, FileExistsError) as error:
+            raise SystemExit(f"[teacher] not rewound: {error}") from None
+        print(f"[teacher] rewound to step {step}, where the decay began; continue with a larger --max-steps "
+              "(the decay then starts optim.decay_steps before its end: recipes/teacher.py)")
         return
 
     torch.set_num_threads(args.threads)

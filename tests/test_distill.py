@@ -269,7 +269,8 @@ def test_module_refuses_a_different_vocabulary():
 STEPS = 6
 STAGE_KW = dict(seq_length=64, global_batch_size=2, max_steps=STEPS, val_check_interval=STEPS, limit_val_batches=1,
                 progress=False, seed=0)
-OPTIM = DistillOptim(warmup_steps=2, lr=1e-3)
+#: WSD, so that every parity test (resume at any step, DDP) also runs the pre-decay checkpoint's save.
+OPTIM = DistillOptim(warmup_steps=2, lr=1e-3, schedule="wsd", decay_steps=2)
 
 
 @pytest.fixture(scope="module")
@@ -397,7 +398,8 @@ def test_ddp_two_cpu_processes_match_one_process(checkpoints, uninterrupted):
              "accelerator": "cpu", "work_dir": str(root / "D.work"), "keep_work": True}
     kwargs = {"teacher_path": str(checkpoints["teacher"]), "student_path": str(checkpoints["student"]),
               "save_path": str(root / "D.out"), "train": train,
-              "optim": {"lr": OPTIM.lr, "warmup_steps": OPTIM.warmup_steps}}
+              "optim": {"lr": OPTIM.lr, "warmup_steps": OPTIM.warmup_steps, "schedule": OPTIM.schedule,
+                        "decay_steps": OPTIM.decay_steps}}
     result = root / "D.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("LOCAL_RANK", None)
@@ -414,6 +416,7 @@ def test_ddp_two_cpu_processes_match_one_process(checkpoints, uninterrupted):
     for step in range(STEPS):
         assert losses[step] == pytest.approx(uninterrupted["losses"][step], abs=1e-4), f"step {step}"
     _assert_same_weights(_weights(root / "D.out"), uninterrupted["weights"], atol=1e-4)
+    assert (root / "D.work" / "checkpoints" / f"pre-decay-{STEPS - OPTIM.decay_steps}.ckpt").is_file()  # both ranks saved it
 
 
 def test_distill_refuses_a_student_with_another_tokenizer(checkpoints, tmp_path):

@@ -301,6 +301,42 @@ def test_long_run_resumes_and_extends_exactly(tmp_path):
     assert json.loads((tmp_path / "b.snap" / STATE_FILE).read_text())["step"] == 6
 
 
+def test_a_finished_run_branches_from_its_pre_decay_checkpoint_exactly(tmp_path):
+    """A 6-step WSD run (decay over steps 5-6) keeps its step-4 checkpoint; rewound to it and rerun
+    with 8 steps it equals an uninterrupted 8-step run (decay over 7-8): the decayed steps are not
+    trained on, and nothing of the first branch is deleted."""
+    from nemo_minitron.train.longrun import rewind_to_pre_decay
+
+    reference = _run(tmp_path, "a", 8)
+    short = _run(tmp_path, "d", 6)
+    checkpoints = tmp_path / "d.work" / "checkpoints"
+    assert short["finished"] and (checkpoints / "pre-decay-4.ckpt").is_file()
+    decayed = _curve(tmp_path, "d")[("train", 6)]["lr"]
+    assert rewind_to_pre_decay(tmp_path / "d.work") == 4
+    assert (checkpoints / "last-before-rewind-4.ckpt").is_file() and (checkpoints / "pre-decay-4.ckpt").is_file()
+    assert max(step for _, step in _curve(tmp_path, "d")) == 4  # the decayed records moved aside
+    assert (tmp_path / "d.work" / "curve-decayed-4.jsonl").read_text().count('"step": 6') >= 1
+    with pytest.raises(FileExistsError, match="rewound to step 4 before"):
+        rewind_to_pre_decay(tmp_path / "d.work")
+    branched = _run(tmp_path, "d", 8)
+    assert branched["finished"] and branched["resumed_from_step"] == 4
+    assert branched["val_loss"] == pytest.approx(reference["val_loss"], abs=1e-5)
+    a, d = _curve(tmp_path, "a"), _curve(tmp_path, "d")
+    assert d[("train", 6)]["lr"] == pytest.approx(a[("train", 6)]["lr"]) and d[("train", 6)]["lr"] > decayed
+    for step in (5, 6, 7, 8):
+        assert d[("train", step)]["train_loss"] == pytest.approx(a[("train", step)]["train_loss"], abs=1e-5), step
+    assert (checkpoints / "pre-decay-6.ckpt").is_file()  # the new decay's start is kept too
+
+
+def test_rewinding_a_run_that_never_decayed_is_refused(tmp_path):
+    from nemo_minitron.train.longrun import rewind_to_pre_decay
+
+    _run(tmp_path, "e", 6, stop=3)
+    with pytest.raises(FileNotFoundError, match="has not reached its decay"):
+        rewind_to_pre_decay(tmp_path / "e.work")
+    assert (tmp_path / "e.work" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_a_step_reads_the_same_rows_in_one_process_or_two():
     """Warm starts may change ``devices``: 1 process accumulating 2 micro-batches and 2 DDP
     processes must read the same rows at every step, across passes over the data, including a row

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from typing import Any, Optional
 import lightning as L
 import torch
 
+from ..atomic import atomic_file, write_text_atomic
 from .metrics import micro_batch_loss, validation_loss
+from .trainer import PRE_DECAY_CKPT
 
 CURVE_FILE = "curve.jsonl"
 STATE_FILE = "training_state.json"
@@ -125,8 +128,8 @@ class TrainingCurve(L.Callback):
 
 
 def write_curve(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write ``records`` as a curve file (one JSON object per line, what :func:`read_curve` reads)."""
-    Path(path).write_text("".join(json.dumps(r) + "\n" for r in records))
+    """Write ``records`` as a curve file (one JSON object per line, what :func:`read_curve` reads), atomically."""
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def read_state(folder: Path) -> dict[str, Any]:
@@ -139,6 +142,39 @@ def continued_curve(history: Optional[Path], curve: Path, first_step: int) -> li
     file) up to ``first_step``, then its own after it. Either file may be missing."""
     earlier = [r for r in read_curve(history) if r["step"] <= first_step] if history else []
     return earlier + [r for r in read_curve(curve) if r["step"] > first_step]
+
+
+def rewind_to_pre_decay(work: Path, first_step: int = 0) -> int:
+    """Make a WSD run's newest pre-decay checkpoint the one a rerun resumes from; returns its step
+    (counted like the curve's).
+
+    For a run that should train longer than planned after its decay has begun: rerun with a larger
+    ``max_steps`` and the constant-LR phase continues from where the decay started, instead of
+    climbing back from the decayed LR (``fit`` keeps that checkpoint, ``trainer.KeepCheckpointAt``).
+    Nothing is deleted: ``last.ckpt`` becomes ``last-before-rewind-<step>.ckpt`` and the curve's
+    records after the step move to ``curve-decayed-<step>.jsonl``. ``first_step``: where a
+    warm-started run's step count starts (the curve's steps count from the run it continued).
+    """
+    folder = Path(work) / "checkpoints"
+    prefix, suffix = PRE_DECAY_CKPT.split("{step}")
+    found = sorted((int(p.name[len(prefix):-len(suffix)]), p) for p in folder.glob(PRE_DECAY_CKPT.format(step="*")))
+    if not found:
+        raise FileNotFoundError(f"no {PRE_DECAY_CKPT.format(step='<step>')} in {folder}: it is written when a WSD "
+                                "schedule's decay begins, so this run has not reached its decay")
+    step, source = found[-1]
+    cut = first_step + step
+    last, kept = folder / "last.ckpt", folder / f"last-before-rewind-{cut}.ckpt"
+    if kept.exists():
+        raise FileExistsError(f"{kept} exists: this run was rewound to step {cut} before; move it away first")
+    if last.is_file():
+        last.rename(kept)
+    with atomic_file(last) as tmp:
+        shutil.copyfile(source, tmp)
+    curve = Path(work) / CURVE_FILE
+    records = read_curve(curve)
+    write_curve(Path(work) / f"curve-decayed-{cut}.jsonl", [r for r in records if r["step"] > cut])
+    write_curve(curve, [r for r in records if r["step"] <= cut])
+    return cut
 
 
 class HFSnapshot(L.Callback):

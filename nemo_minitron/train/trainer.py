@@ -29,6 +29,9 @@ from .data import StepData
 from .metrics import LossHistory, TokensPerSecond
 
 LOGS_SUBDIR = "logs"
+#: The checkpoint of the step a WSD decay starts at (``<work>/checkpoints/``, the trainer's step in the
+#: name): see :class:`KeepCheckpointAt`.
+PRE_DECAY_CKPT = "pre-decay-{step}.ckpt"
 
 
 def work_dir_of(train: TrainConfig, save_path: str) -> Path:
@@ -47,6 +50,32 @@ class StopAfterSteps(L.Callback):
         if trainer.global_step >= self.steps and not trainer.should_stop:
             trainer.save_checkpoint(self.path)  # every rank calls it; the strategy writes once
             trainer.should_stop = True
+
+
+class KeepCheckpointAt(L.Callback):
+    """Saves the resumable checkpoint of optimizer step ``step`` to ``path`` once and keeps it.
+
+    ``fit`` keeps the one where a WSD schedule's decay begins: the end of the constant-LR phase, from
+    which a longer run can branch (more constant steps, a later decay) without training them again
+    (``train.longrun.rewind_to_pre_decay``). Whether it is still to be written is decided when the
+    callback is built, in every DDP process alike, so all of them call ``save_checkpoint`` together.
+    """
+
+    def __init__(self, step: int, path: Path):
+        self.step, self.path = step, Path(path)
+        self.pending = not self.path.is_file()
+
+    def _maybe_save(self, trainer: L.Trainer) -> None:
+        if self.pending and trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)  # every rank calls it; the strategy writes once
+            self.pending = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._maybe_save(trainer)  # a run resumed exactly at that step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._maybe_save(trainer)
 
 
 class ResumedStep(L.Callback):
@@ -124,6 +153,9 @@ def fit(module: L.LightningModule, data: StepData, train: TrainConfig, optim: Op
         ModelCheckpoint(dirpath=work / "checkpoints", save_last=True, every_n_train_steps=train.checkpoint_every,
                         save_top_k=0),
         history, speed, resumed, *callbacks]
+    if optim.schedule == "wsd" and optim.decay_steps > 0:
+        decay_start = train.max_steps - optim.decay_steps
+        callbacks.append(KeepCheckpointAt(decay_start, work / "checkpoints" / PRE_DECAY_CKPT.format(step=decay_start)))
     if train.stop_after_steps is not None and train.stop_after_steps < train.max_steps:
         callbacks.append(StopAfterSteps(train.stop_after_steps, last))
     trainer = build_trainer(train, work, callbacks, validate=data.val_set is not None,
