@@ -337,6 +337,21 @@ def test_rewinding_a_run_that_never_decayed_is_refused(tmp_path):
     assert (tmp_path / "e.work" / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.parametrize("action, message", [
+    ("--ship", "[teacher] not shipped: "), ("--rewind-to-pre-decay", "[teacher] not rewound: no pre-decay-<step>.ckpt")])
+def test_the_scripts_one_off_actions_refuse_an_empty_run_folder_in_one_line(tmp_path, action, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_teacher.py"
+    proc = subprocess.run([sys.executable, str(script), "--run-dir", str(tmp_path / "run"), action],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 1 and proc.stderr.strip().startswith(message), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # nothing was created
+
+
 def test_a_step_reads_the_same_rows_in_one_process_or_two():
     """Warm starts may change ``devices``: 1 process accumulating 2 micro-batches and 2 DDP
     processes must read the same rows at every step, across passes over the data, including a row
