@@ -274,7 +274,7 @@ def test_long_run_resumes_and_extends_exactly(tmp_path):
     """Uninterrupted 6 steps == 3 steps of a 5-step plan, then resumed and extended to 6 (WSD: the
     decay had not begun): same losses at every step, same final model; snapshots are loadable bf16."""
     from nemo_minitron.models import load_model
-    from nemo_minitron.train.longrun import CURVE_FILE, STATE_FILE
+    from nemo_minitron.train.longrun import CURVE_FILE, STATE_FILE, read_curve
 
     reference = _run(tmp_path, "a", 6)
     first = _run(tmp_path, "b", 5, stop=3)
@@ -298,6 +298,8 @@ def test_long_run_resumes_and_extends_exactly(tmp_path):
     for (name, p), q in zip(final.named_parameters(), snap.parameters()):
         assert torch.allclose(p.to(torch.bfloat16).float(), q.float()), name
     assert (tmp_path / "b.snap" / CURVE_FILE).is_file()
+    shipped_curve = {(r["kind"], r["step"]) for r in read_curve(tmp_path / "b.snap" / CURVE_FILE)}
+    assert ("val", 6) in shipped_curve and ("val", 4) in shipped_curve  # validations at snapshot steps included
     assert json.loads((tmp_path / "b.snap" / STATE_FILE).read_text())["step"] == 6
 
 

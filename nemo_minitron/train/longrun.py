@@ -221,5 +221,13 @@ class HFSnapshot(L.Callback):
         if trainer.global_step and step % self.every == 0:
             self.save(trainer, pl_module)
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A validation at a snapshot's step runs after the snapshot was written: add its record
+        to the snapshot's curve (``TrainingCurve``, earlier in the callback list, has logged it)."""
+        step = trainer.global_step + self.first_step
+        if trainer.is_global_zero and not trainer.sanity_checking and self.curve is not None \
+                and step == self._saved_step and (self.folder / CURVE_FILE).is_file():
+            write_curve(self.folder / CURVE_FILE, continued_curve(self.history, self.curve, self.first_step))
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer, pl_module)
