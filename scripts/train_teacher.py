@@ -46,6 +46,12 @@ WARM_START_FILE = "warm_start.json"
 WARM_RESTART_WARMUP = 20
 
 
+def recorded_plan(run_dir: Path) -> dict | None:
+    """The warm start this run folder recorded (``warm_start.json``), None for a run from scratch."""
+    plan_file = run_dir / WARM_START_FILE
+    return json.loads(plan_file.read_text()) if plan_file.is_file() else None
+
+
 def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int) -> dict | None:
     """How this run continues: None for a fresh run or an exact resume (the work folder has a
     checkpoint); else ``{"first_step", "init_from"}`` from a snapshot (copied into the run folder,
@@ -54,9 +60,9 @@ def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int) -> dict |
 
     from nemo_minitron.train.longrun import STATE_FILE, read_state
 
-    plan_file = run_dir / WARM_START_FILE
-    if plan_file.is_file():
-        return json.loads(plan_file.read_text())
+    recorded = recorded_plan(run_dir)
+    if recorded is not None:
+        return recorded
     if (run_dir / "work" / "checkpoints" / "last.ckpt").is_file() or not (snapshot_dir / STATE_FILE).is_file():
         return None
     step = int(read_state(snapshot_dir)["step"])
@@ -68,7 +74,7 @@ def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int) -> dict |
     shutil.copytree(snapshot_dir, init)
     plan = {"first_step": step, "init_from": str(init), "snapshot": str(snapshot_dir), "time": time.time()}
     run_dir.mkdir(parents=True, exist_ok=True)
-    plan_file.write_text(json.dumps(plan, indent=1) + "\n")
+    (run_dir / WARM_START_FILE).write_text(json.dumps(plan, indent=1) + "\n")
     print(f"[teacher] no checkpoint in {run_dir / 'work'}: warm start from the step-{step} snapshot {snapshot_dir}")
     return plan
 
@@ -127,10 +133,8 @@ def main() -> None:
     if args.rewind_to_pre_decay:
         from nemo_minitron.train.longrun import rewind_to_pre_decay
 
-        plan_file = run_dir / WARM_START_FILE
-        first = json.loads(plan_file.read_text())["first_step"] if plan_file.is_file() else 0
         try:
-            step = rewind_to_pre_decay(run_dir / "work", first_step=first)
+            step = rewind_to_pre_decay(run_dir / "work", first_step=(recorded_plan(run_dir) or {}).get("first_step", 0))
         except (FileNotFoundError, FileExistsError) as error:
             raise SystemExit(f"[teacher] not rewound: {error}") from None
         print(f"[teacher] rewound to step {step}, where the decay began; continue with a larger --max-steps "

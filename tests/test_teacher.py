@@ -339,6 +339,28 @@ def test_rewinding_a_run_that_never_decayed_is_refused(tmp_path):
     assert (tmp_path / "e.work" / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_the_script_records_a_warm_start_once_and_reads_it_back(tmp_path):
+    """A run folder without a checkpoint warm-starts from a snapshot: the snapshot is copied and the
+    plan recorded, and later calls (a resumed warm run, ``--rewind-to-pre-decay``) read that plan."""
+    import importlib.util
+    from pathlib import Path
+
+    from nemo_minitron.data.shipped_teacher import SHIPPED_TEACHER_DIR, shipped_teacher_state
+
+    spec = importlib.util.spec_from_file_location(
+        "train_teacher", Path(__file__).resolve().parents[1] / "scripts" / "train_teacher.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = tmp_path / "run"
+    assert script.recorded_plan(run) is None
+    step = int(shipped_teacher_state()["step"])
+    plan = script.warm_start_plan(run, SHIPPED_TEACHER_DIR, step + 100)
+    assert plan["first_step"] == step and (run / "init" / "model.safetensors").is_file()
+    assert script.recorded_plan(run) == plan == script.warm_start_plan(run, SHIPPED_TEACHER_DIR, step + 100)
+    with pytest.raises(SystemExit, match="nothing left to train"):
+        script.warm_start_plan(tmp_path / "other", SHIPPED_TEACHER_DIR, step + 10)
+
+
 @pytest.mark.parametrize("action, message", [
     ("--ship", "[teacher] not shipped: "), ("--rewind-to-pre-decay", "[teacher] not rewound: no pre-decay-<step>.ckpt")])
 def test_the_scripts_one_off_actions_refuse_an_empty_run_folder_in_one_line(tmp_path, action, message):

@@ -15,7 +15,7 @@ import math
 import statistics
 from typing import Any, Optional
 
-from .report import Stats, loss_stats, order, speed_ratio, tokens_to_match, verdict
+from .report import Stats, loss_stats, order, shown_path, speed_ratio, tokens_to_match, verdict
 
 #: Chance level of each multiple-choice task's reported metric (1 / choices; LAMBADA is open-ended).
 CHANCE = {"hellaswag": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25, "openbookqa": 0.25, "sciq": 0.25,
@@ -176,7 +176,7 @@ def decoder_markdown(results: dict[str, Any], command: str, figure: str, title: 
         f"# {title or 'Compressing a pretrained decoder: the paper claims on real benchmarks'}", "",
         f"Command: `{command}`  ", f"Machine: {results.get('machine', '?')}, torch {results['torch']}  ",
         f"Wall time: {results['seconds']:.0f} s ({results['seconds'] / 3600:.2f} h)", "",
-        f"Teacher: {results['teacher']} (`{results['teacher_path']}`): held-out loss "
+        f"Teacher: {results['teacher']} (`{shown_path(results['teacher_path'])}`): held-out loss "
         f"{results['teacher_val_loss']:.4f} nats/token on {results['val_tokens']:,} tokens"
         + (f", benchmark average {_bench(teacher)}" if teacher else "") + ". Every student has about half of the "
         f"teacher's non-embedding parameters ({results['teacher_block_params'] / 1e6:.2f}M), is pruned from one set "
