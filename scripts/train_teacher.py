@@ -24,6 +24,11 @@ a fresh AdamW state (re-estimated during a ``WARM_RESTART_WARMUP``-step warmup t
 the data from the snapshot's step on, and the rest of the schedule, decay included, at the end of the
 same ``max_steps``. The plan is kept in ``<run-dir>/warm_start.json`` so that an interrupted warm run
 resumes exactly like any other.
+
+A snapshot whose decay is done (the shipped teacher) is continued best by a *second decay*:
+``--rewarm-lr 1e-3 --min-lr-ratio 0.05 --max-steps 3200`` warms up to 1e-3 (not the recipe's peak, which
+would undo much of the first decay) and decays linearly over all the remaining steps to 5e-5. These
+choices are recorded in the plan too, so the resume needs only ``--run-dir``.
 """
 
 from __future__ import annotations
@@ -52,16 +57,19 @@ def recorded_plan(run_dir: Path) -> dict | None:
     return json.loads(plan_file.read_text()) if plan_file.is_file() else None
 
 
-def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int) -> dict | None:
+def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int, second_decay: dict | None = None) -> dict | None:
     """How this run continues: None for a fresh run or an exact resume (the work folder has a
     checkpoint); else ``{"first_step", "init_from"}`` from a snapshot (copied into the run folder,
-    since new snapshots replace it)."""
+    since new snapshots replace it), with ``second_decay`` (``{"lr", "min_lr_ratio"}``) when given."""
     import shutil
 
     from nemo_minitron.train.longrun import STATE_FILE, read_state
 
     recorded = recorded_plan(run_dir)
     if recorded is not None:
+        if second_decay and recorded.get("second_decay") != second_decay:
+            raise SystemExit(f"{run_dir / WARM_START_FILE} records second_decay={recorded.get('second_decay')}, "
+                             f"not {second_decay}: resume without --rewarm-lr/--min-lr-ratio, or use a new --run-dir")
         return recorded
     if (run_dir / "work" / "checkpoints" / "last.ckpt").is_file() or not (snapshot_dir / STATE_FILE).is_file():
         return None
@@ -73,10 +81,25 @@ def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int) -> dict |
     shutil.rmtree(init, ignore_errors=True)
     shutil.copytree(snapshot_dir, init)
     plan = {"first_step": step, "init_from": str(init), "snapshot": str(snapshot_dir), "time": time.time()}
+    if second_decay:
+        plan["second_decay"] = second_decay
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / WARM_START_FILE).write_text(json.dumps(plan, indent=1) + "\n")
     print(f"[teacher] no checkpoint in {run_dir / 'work'}: warm start from the step-{step} snapshot {snapshot_dir}")
     return plan
+
+
+def warm_start_optim(optim, plan: dict, remaining_steps: int):
+    """The schedule of a warm-started run (``optim`` unchanged for a run from scratch): a fresh AdamW
+    state needs a short warmup; then the rest of the planned schedule, or with ``second_decay`` its LR
+    and a linear decay over every remaining step."""
+    if not plan["first_step"]:
+        return optim
+    warmup = WARM_RESTART_WARMUP
+    optim = dataclasses.replace(optim, warmup_steps=warmup, decay_steps=min(optim.decay_steps, remaining_steps - warmup))
+    if plan.get("second_decay"):
+        optim = dataclasses.replace(optim, decay_steps=remaining_steps - warmup, **plan["second_decay"])
+    return optim
 
 
 def build_tokenizer(force: bool) -> None:
@@ -105,6 +128,11 @@ def main() -> None:
     parser.add_argument("--snapshot-dir", type=Path, default=None, help="default <run-dir>/snapshots")
     parser.add_argument("--warm-start-from", type=Path, default=SHIPPED_TEACHER_DIR,
                         help="a snapshot to continue from when the run folder has no checkpoint")
+    parser.add_argument("--rewarm-lr", type=float, default=None,
+                        help="warm start only: warm up to this LR and decay linearly over all remaining steps "
+                             "(a second decay, for a snapshot whose first decay is done)")
+    parser.add_argument("--min-lr-ratio", type=float, default=None,
+                        help="with --rewarm-lr: the final LR as a fraction of it (default: the recipe's)")
     parser.add_argument("--snapshot-every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (intra-op)")
     parser.add_argument("--devices", type=int, default=1,
@@ -157,19 +185,24 @@ def main() -> None:
     if done is not None and done.get("first_step", 0) + done.get("steps", 0) >= max_steps:
         print(f"[teacher] {final} already holds the finished run ({done.get('first_step', 0) + done['steps']} steps)")
         return
-    plan = warm_start_plan(run_dir, args.warm_start_from, max_steps) or {"first_step": 0, "init_from": None}
+    if args.min_lr_ratio is not None and args.rewarm_lr is None:
+        raise SystemExit("--min-lr-ratio goes with --rewarm-lr (the recipe's own ratio is in recipes/teacher.py)")
+    second_decay = None if args.rewarm_lr is None else {
+        "lr": args.rewarm_lr,
+        "min_lr_ratio": TEACHER_OPTIM.min_lr_ratio if args.min_lr_ratio is None else args.min_lr_ratio}
+    plan = warm_start_plan(run_dir, args.warm_start_from, max_steps, second_decay) or {"first_step": 0, "init_from": None}
+    if second_decay and not plan["first_step"]:
+        raise SystemExit(f"--rewarm-lr is for a warm start from a snapshot, but {run_dir} resumes its own checkpoint")
     first = plan["first_step"]
     train = dataclasses.replace(TEACHER_TRAIN, work_dir=str(run_dir / "work"), progress=False,
                                 max_steps=max_steps - first, devices=args.devices,
                                 strategy="ddp" if args.devices > 1 else TEACHER_TRAIN.strategy)
-    optim = TEACHER_OPTIM
-    if first:  # a new optimizer: a short warmup, then the rest of the planned schedule
-        warmup = WARM_RESTART_WARMUP
-        optim = dataclasses.replace(optim, warmup_steps=warmup,
-                                    decay_steps=min(optim.decay_steps, train.max_steps - warmup))
+    optim = warm_start_optim(TEACHER_OPTIM, plan, train.max_steps)
     print(f"[teacher] steps {first}..{max_steps} x {train.global_batch_size} x {train.seq_length} tokens = "
           f"{max_steps * train.global_batch_size * train.seq_length / 1e6:.1f}M tokens in all; "
-          f"{torch.get_num_threads()} thread(s); work folder {train.work_dir}", flush=True)
+          f"{torch.get_num_threads()} thread(s); work folder {train.work_dir}; peak LR {optim.lr:g}, "
+          f"warmup {optim.warmup_steps}, decay over the last {optim.decay_steps} steps to {optim.lr * optim.min_lr_ratio:g}",
+          flush=True)
     summary = pretrain(save_path=str(final), arch_name="teacher", corpus="teacher", train=train, optim=optim,
                        snapshot_path=str(snapshot_dir), snapshot_every=args.snapshot_every,
                        force=done is not None, init_from=plan["init_from"], first_step=first)

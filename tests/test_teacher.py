@@ -360,6 +360,22 @@ def test_the_script_records_a_warm_start_once_and_reads_it_back(tmp_path):
     with pytest.raises(SystemExit, match="nothing left to train"):
         script.warm_start_plan(tmp_path / "other", SHIPPED_TEACHER_DIR, step + 10)
 
+    from recipes.teacher import TEACHER_OPTIM
+
+    # the plain warm start: 20 warmup steps, then the rest of the recipe's schedule
+    plain = script.warm_start_optim(TEACHER_OPTIM, plan, 100)
+    assert (plain.lr, plain.warmup_steps, plain.decay_steps) == (TEACHER_OPTIM.lr, 20, 80)
+    assert script.warm_start_optim(TEACHER_OPTIM, {"first_step": 0}, 100) is TEACHER_OPTIM
+    # a second decay: its own peak, then a linear decay over every remaining step; recorded and read back
+    second = {"lr": 1e-3, "min_lr_ratio": 0.05}
+    plan2 = script.warm_start_plan(tmp_path / "second", SHIPPED_TEACHER_DIR, step + 800, second)
+    assert plan2["second_decay"] == second == script.recorded_plan(tmp_path / "second")["second_decay"]
+    assert script.warm_start_plan(tmp_path / "second", SHIPPED_TEACHER_DIR, step + 800) == plan2
+    optim = script.warm_start_optim(TEACHER_OPTIM, plan2, 800)
+    assert (optim.lr, optim.min_lr_ratio, optim.warmup_steps, optim.decay_steps) == (1e-3, 0.05, 20, 780)
+    with pytest.raises(SystemExit, match="records second_decay"):
+        script.warm_start_plan(tmp_path / "second", SHIPPED_TEACHER_DIR, step + 800, {"lr": 2e-3, "min_lr_ratio": 0.1})
+
 
 @pytest.mark.parametrize("action, message", [
     ("--ship", "[teacher] not shipped: "), ("--rewind-to-pre-decay", "[teacher] not rewound: no pre-decay-<step>.ckpt")])
