@@ -411,3 +411,11 @@ def test_benchmarks_at_chance_are_said_to_be_at_chance():
     assert ("standard benchmark average (1 tasks) (every model within two standard errors of chance on every task)"
             in text)
     assert "Every model is within two standard errors of chance on every task (chance: hellaswag 0.25)" in text
+    head = text.split("## What this run shows")[1].split("\n## ")[0]
+    assert "kept by model" not in head and "no benchmark share or gap closure is claimed" in head
+    # with a pruned model between them, chance-level averages claim no gap closure either (bits/byte still does)
+    pruned = json.loads(json.dumps(report["models"]["model"]))
+    pruned["lm_eval"]["hellaswag"]["acc_norm"], pruned["lm_eval"][CORPUS_PPL]["bits_per_byte"] = 0.22, 3.0
+    report["models"] = {"baseline": report["models"]["baseline"], "pruned": pruned, "model": report["models"]["model"]}
+    head = to_markdown(report).split("## What this run shows")[1].split("\n## ")[0]
+    assert "benchmark average: the model" not in head and "bits per byte: the model closes" in head

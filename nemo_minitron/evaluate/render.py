@@ -212,11 +212,15 @@ def headline_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
     summary = benchmark_summary(report)
     if summary:
         averages = [summary.get(f"{r}_average") for r in roles]
-        chance = " (every model within two standard errors of chance on every task)" if at_chance(summary, roles) else ""
+        noise = at_chance(summary, roles)
+        chance = " (every model within two standard errors of chance on every task)" if noise else ""
         pair(averages, "{:.3f}", f"standard benchmark average ({len(summary['rows'])} tasks){chance}")
-        for role, share in (summary.get("retained") or {}).items():
-            lines.append(f"- **share of the baseline's benchmark average kept by {role}**: {share:.1%}")
-        recovered(averages, "benchmark average", lower_is_better=False)
+        if noise:  # shares and gap closure of chance-level scores would present noise as a finding
+            lines.append("- **no benchmark share or gap closure is claimed**: at chance they would compare noise")
+        else:
+            for role, share in (summary.get("retained") or {}).items():
+                lines.append(f"- **share of the baseline's benchmark average kept by {role}**: {share:.1%}")
+            recovered(averages, "benchmark average", lower_is_better=False)
     pair([models[r].get("num_params") for r in roles], "{:,}", "parameters", "ratio")
     speed = (report.get("speed") or {}).get("models") or {}
     if all(r in speed for r in roles):
