@@ -16,8 +16,8 @@ from nemo_minitron.stages.settings import PretrainOptim, PretrainTrain
 
 #: 16 rows of 512 tokens = 8192 tokens per step, as 2 micro-batches of 8 (a micro-batch of 16 held 6 GB);
 #: 2400 steps = 19.7M tokens, about 3 passes over the 6.55M training tokens (the shipped teacher was then
-#: continued by a second decay to step 3200: ``scripts/train_teacher.py --rewarm-lr``, docs/teacher.md). Mamba scan chunk 64: 1.35x the
-#: tokens/s of the config's 128 on CPU (scripts/bench_teacher_shapes.py).
+#: continued by a second decay to step 3200: ``scripts/train_teacher.py --rewarm-lr``, docs/teacher.md).
+#: Mamba scan chunk 64: 1.35x the tokens/s of the config's 128 on CPU (scripts/bench_teacher_shapes.py).
 TEACHER_TRAIN = PretrainTrain(seq_length=512, micro_batch_size=8, global_batch_size=16, max_steps=2400,
                               val_check_interval=100, limit_val_batches=8, checkpoint_every=20,
                               gradient_clip_val=1.0, ssm_chunk_size=64, keep_work=True)

@@ -95,11 +95,9 @@ def warm_start_optim(optim, plan: dict, remaining_steps: int):
     and a linear decay over every remaining step."""
     if not plan["first_step"]:
         return optim
-    warmup = WARM_RESTART_WARMUP
-    optim = dataclasses.replace(optim, warmup_steps=warmup, decay_steps=min(optim.decay_steps, remaining_steps - warmup))
-    if plan.get("second_decay"):
-        optim = dataclasses.replace(optim, decay_steps=remaining_steps - warmup, **plan["second_decay"])
-    return optim
+    warmup, second = WARM_RESTART_WARMUP, plan.get("second_decay") or {}
+    decay = remaining_steps - warmup if second else min(optim.decay_steps, remaining_steps - warmup)
+    return dataclasses.replace(optim, warmup_steps=warmup, decay_steps=decay, **second)
 
 
 def build_tokenizer(force: bool) -> None:
