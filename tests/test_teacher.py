@@ -26,8 +26,8 @@ from nemo_minitron.arch import PRESETS
 from nemo_minitron.data import corpus as corpus_module
 from nemo_minitron.data import sources as sources_module
 from nemo_minitron.data.decontam import NGRAM, NgramIndex, scored_benchmark_texts
-from nemo_minitron.data.sources import (PackageArchive, SourceUnavailable, TextSource, detag_brown, email_prose,
-                                        source_named)
+from nemo_minitron.data.sources import (PackageArchive, SourceUnavailable, TextSource, deb_data_tar, detag_brown,
+                                        email_prose, r_character_vectors, source_named)
 from nemo_minitron.data.teacher_corpus import load_teacher_corpus, manifest_table, text_units
 from nemo_minitron.data.tokenizer import TEACHER_TOKENIZER_DIR, TEACHER_VOCAB, load_teacher_tokenizer, train_bpe_tokenizer
 from nemo_minitron.train.optim import wsd_factor, wsd_with_warmup
@@ -185,6 +185,41 @@ def test_email_prose_keeps_the_message_and_drops_the_mail_around_it():
     assert email_prose(footer) == email_prose(MAIL)
     html_only = MAIL.replace(b"text/plain", b"text/html")
     assert email_prose(html_only) == ""
+
+
+def _r_serialised(sexp_type: int, strings: list[str | None], version: int = 3) -> bytes:
+    """One R object in XDR serialisation, prefixed as in a lazy-load database (length, zlib)."""
+    import struct
+    import zlib
+
+    out = b"X\n" + struct.pack(">iii", version, 0x040201, 0x030500)
+    if version == 3:
+        out += struct.pack(">i", 5) + b"UTF-8"
+    out += struct.pack(">ii", sexp_type, len(strings))
+    for text in strings:
+        data = b"" if text is None else text.encode()
+        out += struct.pack(">ii", 0x00040009, -1 if text is None else len(data)) + data
+    return struct.pack(">I", len(out)) + zlib.compress(out)
+
+
+def test_r_lazyload_database_character_vectors_are_read_and_other_objects_refused():
+    db = _r_serialised(16, ["EMMA", "", "Emma Woodhouse, handsome, clever", None]) + _r_serialised(16, ["é"], version=2)
+    assert r_character_vectors(db) == [["EMMA", "", "Emma Woodhouse, handsome, clever", ""], ["é"]]
+    with pytest.raises(ValueError, match="type 13, not a character vector"):
+        r_character_vectors(_r_serialised(13, []))
+
+
+def test_debian_package_data_member_is_found():
+    def member(name: bytes, data: bytes) -> bytes:
+        header = name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) * 2 + b"100644".ljust(8) + str(len(data)).encode().ljust(10) + b"`\n"
+        return header + data + b"\n" * (len(data) % 2)
+
+    deb = b"!<arch>\n" + member(b"debian-binary", b"2.0\n") + member(b"control.tar.xz", b"abc") + member(b"data.tar.xz", b"DATA")
+    assert deb_data_tar(deb) == b"DATA"
+    with pytest.raises(ValueError, match="no data.tar"):
+        deb_data_tar(b"!<arch>\n" + member(b"debian-binary", b"2.0\n"))
+    with pytest.raises(ValueError, match="not a Debian package"):
+        deb_data_tar(b"PK\x03\x04")
 
 
 def test_long_paragraphs_are_cut_into_sentence_runs():

