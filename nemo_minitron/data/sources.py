@@ -280,8 +280,10 @@ _MAIL_ADDRESS_OR_URL = re.compile(r"(https?://|www\.)\S+|\S+@\S+\.\S+")
 
 def email_prose(raw: bytes) -> str:
     """The prose of one e-mail: its text/plain body without headers, quoted lines, quote
-    introductions, PGP armour, URL-only lines, signature and list footer; paragraphs rejoined
-    (mail wraps lines at ~72 columns) and kept only when mostly letters."""
+    introductions, URL-only lines, signature and list footer; paragraphs rejoined (mail wraps
+    lines at ~72 columns) and kept only when mostly letters. A line of five or more dashes
+    (underscores, ...) ends the prose, so a PGP-signed message, whose armour opens with one, yields
+    nothing: 39 of the 3,900 e-mails read, not worth a PGP parser."""
     message = email.message_from_bytes(raw, policy=email.policy.default)
     part = message.get_body(preferencelist=("plain",))
     try:
@@ -294,7 +296,7 @@ def email_prose(raw: bytes) -> str:
         if _MAIL_TAIL.match(line.strip()) and line.strip():
             break
         stripped = line.strip()
-        if stripped.startswith((">", "|", "-----BEGIN PGP")) or _MAIL_QUOTE_INTRO.match(stripped):
+        if stripped.startswith((">", "|")) or _MAIL_QUOTE_INTRO.match(stripped):
             continue
         if _MAIL_ADDRESS_OR_URL.search(line) and len(_MAIL_ADDRESS_OR_URL.sub("", line).split()) < 4:
             continue
