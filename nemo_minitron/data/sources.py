@@ -292,10 +292,9 @@ def email_prose(raw: bytes) -> str:
         return ""
     lines: list[str] = []
     for line in body.replace("\r\n", "\n").split("\n"):
-        line = line.rstrip()
-        if _MAIL_TAIL.match(line.strip()) and line.strip():
+        line, stripped = line.rstrip(), line.strip()
+        if _MAIL_TAIL.match(stripped):
             break
-        stripped = line.strip()
         if stripped.startswith((">", "|")) or _MAIL_QUOTE_INTRO.match(stripped):
             continue
         if _MAIL_ADDRESS_OR_URL.search(line) and len(_MAIL_ADDRESS_OR_URL.sub("", line).split()) < 4:
