@@ -168,6 +168,12 @@ def _paragraphs(text: str) -> str:
     return re.sub(r"\n[ \t]*(\n[ \t]*)+", "\n\n", text).strip()
 
 
+def _unwrapped_paragraphs(text: str) -> list[str]:
+    """The paragraphs of hard-wrapped text (blank lines between them), each on one line with
+    single spaces: books and e-mails wrap at ~72 columns, which says nothing about the text."""
+    return [p for p in (" ".join(block.split()) for block in re.split(r"\n\s*\n", text)) if p]
+
+
 def load_shakespeare() -> list[str]:
     """The 42 plays and poems in Project Gutenberg's modern-spelling texts (``*_gut.txt``); the
     First Folio spellings (``*_gut_f.txt``) are the same works again and are left out."""
@@ -254,8 +260,7 @@ def load_austen() -> list[str]:
         chapter: list[str] = []
         for line in lines + ["CHAPTER 0"]:
             if _AUSTEN_CHAPTER.match(line.strip()) and chapter:
-                paragraphs = (" ".join(block.split()) for block in "\n".join(chapter).split("\n\n"))
-                text = "\n\n".join(p for p in paragraphs if p)
+                text = "\n\n".join(_unwrapped_paragraphs("\n".join(chapter)))
                 if len(text) >= MIN_DOCUMENT_CHARS:
                     documents.append(text)
                 chapter = []
@@ -300,8 +305,7 @@ def email_prose(raw: bytes) -> str:
         if _MAIL_ADDRESS_OR_URL.search(line) and len(_MAIL_ADDRESS_OR_URL.sub("", line).split()) < 4:
             continue
         lines.append(line)
-    paragraphs = (" ".join(block.split()) for block in re.split(r"\n\s*\n", "\n".join(lines)))
-    return "\n\n".join(p for p in paragraphs
+    return "\n\n".join(p for p in _unwrapped_paragraphs("\n".join(lines))
                        if len(p) >= MIN_PARAGRAPH_CHARS and sum(c.isalpha() for c in p) > 0.6 * len(p))
 
 
