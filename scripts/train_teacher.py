@@ -29,6 +29,11 @@ A snapshot whose decay is done (the shipped teacher) is continued best by a *sec
 ``--rewarm-lr 1e-3 --min-lr-ratio 0.05 --max-steps 3200`` warms up to 1e-3 (not the recipe's peak, which
 would undo much of the first decay) and decays linearly over all the remaining steps to 5e-5. These
 choices are recorded in the plan too, so the resume needs only ``--run-dir``.
+
+A teacher that more passes no longer improve can grow instead: ``--widen-ffn 2304`` (with a warm
+start) widens every MLP of the snapshot to that many neurons, the new ones reading random rows and
+writing zero columns, so training starts from exactly the snapshot's logits (``models.widen``);
+recorded in the plan like the second decay.
 """
 
 from __future__ import annotations
@@ -57,10 +62,12 @@ def recorded_plan(run_dir: Path) -> dict | None:
     return json.loads(plan_file.read_text()) if plan_file.is_file() else None
 
 
-def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int, second_decay: dict | None = None) -> dict | None:
+def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int, second_decay: dict | None = None,
+                    ffn_hidden_size: int | None = None) -> dict | None:
     """How this run continues: None for a fresh run or an exact resume (the work folder has a
     checkpoint); else ``{"first_step", "init_from"}`` from a snapshot (copied into the run folder,
-    since new snapshots replace it), with ``second_decay`` (``{"lr", "min_lr_ratio"}``) when given."""
+    since new snapshots replace it), with ``second_decay`` (``{"lr", "min_lr_ratio"}``) and the widened
+    MLPs' ``ffn_hidden_size`` when given."""
     import shutil
 
     from nemo_minitron.train.longrun import STATE_FILE, read_state
@@ -70,6 +77,9 @@ def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int, second_de
         if second_decay and recorded.get("second_decay") != second_decay:
             raise SystemExit(f"{run_dir / WARM_START_FILE} records second_decay={recorded.get('second_decay')}, "
                              f"not {second_decay}: resume without --rewarm-lr/--min-lr-ratio, or use a new --run-dir")
+        if ffn_hidden_size and recorded.get("ffn_hidden_size") != ffn_hidden_size:
+            raise SystemExit(f"{run_dir / WARM_START_FILE} records ffn_hidden_size={recorded.get('ffn_hidden_size')}, "
+                             f"not {ffn_hidden_size}: resume without --widen-ffn, or use a new --run-dir")
         return recorded
     if (run_dir / "work" / "checkpoints" / "last.ckpt").is_file() or not (snapshot_dir / STATE_FILE).is_file():
         return None
@@ -83,6 +93,8 @@ def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int, second_de
     plan = {"first_step": step, "init_from": str(init), "snapshot": str(snapshot_dir), "time": time.time()}
     if second_decay:
         plan["second_decay"] = second_decay
+    if ffn_hidden_size:
+        plan["ffn_hidden_size"] = ffn_hidden_size
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / WARM_START_FILE).write_text(json.dumps(plan, indent=1) + "\n")
     print(f"[teacher] no checkpoint in {run_dir / 'work'}: warm start from the step-{step} snapshot {snapshot_dir}")
@@ -131,6 +143,9 @@ def main() -> None:
                              "(a second decay, for a snapshot whose first decay is done)")
     parser.add_argument("--min-lr-ratio", type=float, default=None,
                         help="with --rewarm-lr: the final LR as a fraction of it (default: the recipe's)")
+    parser.add_argument("--widen-ffn", type=int, default=None, metavar="NEURONS",
+                        help="warm start only: widen the snapshot's MLPs to this many neurons first, keeping its "
+                             "logits (models.widen): more capacity for a teacher that has stopped improving")
     parser.add_argument("--snapshot-every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (intra-op)")
     parser.add_argument("--devices", type=int, default=1,
@@ -175,6 +190,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from recipes.teacher import TEACHER_OPTIM, TEACHER_TRAIN
 
+    from nemo_minitron.arch import TEACHER
     from nemo_minitron.stages.pretrain import pretrain, read_summary
 
     max_steps = args.max_steps or TEACHER_TRAIN.max_steps
@@ -188,9 +204,12 @@ def main() -> None:
     second_decay = None if args.rewarm_lr is None else {
         "lr": args.rewarm_lr,
         "min_lr_ratio": TEACHER_OPTIM.min_lr_ratio if args.min_lr_ratio is None else args.min_lr_ratio}
-    plan = warm_start_plan(run_dir, args.warm_start_from, max_steps, second_decay) or {"first_step": 0, "init_from": None}
-    if second_decay and not plan["first_step"]:
-        raise SystemExit(f"--rewarm-lr is for a warm start from a snapshot, but {run_dir} resumes its own checkpoint")
+    plan = (warm_start_plan(run_dir, args.warm_start_from, max_steps, second_decay, args.widen_ffn)
+            or {"first_step": 0, "init_from": None})
+    for flag, value in (("--rewarm-lr", second_decay), ("--widen-ffn", args.widen_ffn)):
+        if value and not plan["first_step"]:
+            raise SystemExit(f"{flag} is for a warm start from a snapshot, but {run_dir} resumes its own checkpoint")
+    arch = TEACHER.replace(ffn_hidden_size=plan.get("ffn_hidden_size") or TEACHER.ffn_hidden_size)
     first = plan["first_step"]
     train = dataclasses.replace(TEACHER_TRAIN, work_dir=str(run_dir / "work"), progress=False,
                                 max_steps=max_steps - first, devices=args.devices,
@@ -201,7 +220,7 @@ def main() -> None:
           f"{torch.get_num_threads()} thread(s); work folder {train.work_dir}; peak LR {optim.lr:g}, "
           f"warmup {optim.warmup_steps}, decay over the last {optim.decay_steps} steps to {optim.lr * optim.min_lr_ratio:g}",
           flush=True)
-    summary = pretrain(save_path=str(final), arch_name="teacher", corpus="teacher", train=train, optim=optim,
+    summary = pretrain(save_path=str(final), arch_name="teacher", arch=arch, corpus="teacher", train=train, optim=optim,
                        snapshot_path=str(snapshot_dir), snapshot_every=args.snapshot_every,
                        force=done is not None, init_from=plan["init_from"], first_step=first)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=1, default=str))

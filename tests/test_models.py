@@ -487,3 +487,59 @@ def test_attention_free_nemotron_h_generates_with_cache_like_without() -> None:
             ref = torch.cat([ref, model(input_ids=ref, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)], 1)
     assert torch.equal(out, ref)
     assert not model._forward_hooks  # the counting hook is removed after the call
+
+
+# --------------------------------------------------------------------------- widening the MLPs
+
+
+@pytest.mark.parametrize("family", ["nemotron_h", "llama", "qwen2"])
+def test_widening_the_ffn_keeps_the_logits_and_only_the_new_zero_columns_make_that_so(family, input_ids):
+    from conftest import make_decoder_model
+    from nemo_minitron.models.widen import widen_ffn
+
+    model = make_model(TINY_ARCH) if family == "nemotron_h" else make_decoder_model(family)
+    arch = adapter_for(model).arch
+    ids = input_ids % arch.vocab_size
+    wide = widen_ffn(model, arch.ffn_hidden_size + 40, seed=3)
+    assert adapter_for(wide).arch == arch.replace(ffn_hidden_size=arch.ffn_hidden_size + 40)
+    assert sum(p.numel() for p in wide.parameters()) == arch.replace(ffn_hidden_size=arch.ffn_hidden_size + 40).num_params()
+    torch.testing.assert_close(logits(wide, ids), logits(model, ids), rtol=0, atol=1e-5)
+    # The old weights are kept as they were, the new input rows are random (they must learn), and the
+    # new output columns are what keeps the logits: fill them and the model changes.
+    old, new = model.state_dict(), wide.state_dict()
+    downs = [k for k in new if k.endswith("down_proj.weight")]
+    ups = [k for k in new if k.endswith("up_proj.weight")]
+    assert downs and ups
+    for key in ups:
+        assert torch.equal(new[key][:arch.ffn_hidden_size], old[key]) and new[key][arch.ffn_hidden_size:].abs().min() > 0
+    with torch.no_grad():
+        for key in downs:
+            assert torch.equal(new[key][:, :arch.ffn_hidden_size], old[key])
+            assert not new[key][:, arch.ffn_hidden_size:].any()
+            wide.get_parameter(key)[:, arch.ffn_hidden_size:].normal_(std=0.05)
+    assert (logits(wide, ids) - logits(model, ids)).abs().max() > 1e-3
+
+
+def test_widening_is_deterministic_and_the_new_columns_learn(input_ids):
+    from nemo_minitron.models.widen import widen_ffn
+
+    model = make_model(TINY_ARCH)
+    wide = widen_ffn(model, 160, seed=0)
+    for key, tensor in widen_ffn(model, 160, seed=0).state_dict().items():
+        assert torch.equal(tensor, wide.state_dict()[key]), key
+    wide.train()
+    wide(input_ids=input_ids, labels=input_ids, use_cache=False).loss.backward()
+    down = next(p for n, p in wide.named_parameters() if n.endswith("down_proj.weight"))
+    assert down.grad[:, TINY_ARCH.ffn_hidden_size:].abs().sum() > 0
+
+
+def test_widening_to_the_same_width_copies_and_narrowing_is_refused(input_ids):
+    from nemo_minitron.models.widen import widen_ffn
+
+    model = make_model(TINY_ARCH)
+    same = widen_ffn(model, TINY_ARCH.ffn_hidden_size)
+    assert all(torch.equal(t, model.state_dict()[k]) for k, t in same.state_dict().items())
+    with pytest.raises(ArchError, match="ffn_hidden_size=64"):
+        widen_ffn(model, 64)
+    with pytest.raises(ArchError, match="MLP"):
+        widen_ffn(make_model(TINY_MAMBA2_ARCH), 64)

@@ -329,7 +329,8 @@ def _run(tmp_path, name: str, max_steps: int, stop: int | None = None, **kwargs)
                           val_check_interval=2, limit_val_batches=1, checkpoint_every=1, keep_work=True,
                           progress=False, stop_after_steps=stop, work_dir=str(tmp_path / f"{name}.work"))
     optim = kwargs.pop("optim", PretrainOptim(lr=1e-2, warmup_steps=1, schedule="wsd", decay_steps=2))
-    return pretrain(str(tmp_path / name), arch=HybridArch(**SMALL), train=train, optim=optim,
+    arch = kwargs.pop("arch", HybridArch(**SMALL))
+    return pretrain(str(tmp_path / name), arch=arch, train=train, optim=optim,
                     snapshot_path=str(tmp_path / f"{name}.snap"), snapshot_every=2, force=True, **kwargs)
 
 
@@ -444,6 +445,12 @@ def test_the_script_records_a_warm_start_once_and_reads_it_back(tmp_path):
     assert (optim.lr, optim.min_lr_ratio, optim.warmup_steps, optim.decay_steps) == (1e-3, 0.05, 20, 780)
     with pytest.raises(SystemExit, match="records second_decay"):
         script.warm_start_plan(tmp_path / "second", SHIPPED_TEACHER_DIR, step + 800, {"lr": 2e-3, "min_lr_ratio": 0.1})
+    # wider MLPs: recorded, read back on resume, and a different width refused
+    plan3 = script.warm_start_plan(tmp_path / "wide", SHIPPED_TEACHER_DIR, step + 800, second, 2304)
+    assert plan3["ffn_hidden_size"] == 2304 == script.recorded_plan(tmp_path / "wide")["ffn_hidden_size"]
+    assert script.warm_start_plan(tmp_path / "wide", SHIPPED_TEACHER_DIR, step + 800) == plan3
+    with pytest.raises(SystemExit, match="records ffn_hidden_size=2304"):
+        script.warm_start_plan(tmp_path / "wide", SHIPPED_TEACHER_DIR, step + 800, None, 2048)
 
 
 @pytest.mark.parametrize("action, message", [
@@ -504,6 +511,22 @@ def test_warm_start_continues_the_data_and_the_step_count(tmp_path):
 
     with pytest.raises(ValueError, match="first_step=2 needs init_from"):
         _run(tmp_path, "x", 4, first_step=2, optim=PretrainOptim(warmup_steps=1))
+
+
+def test_a_warm_start_may_widen_the_mlps_and_starts_from_the_same_loss(tmp_path):
+    """A snapshot warm-starts a run of the same shape with wider MLPs (``--widen-ffn``): its first
+    validation loss is the snapshot's own; any other change of shape is refused."""
+    from nemo_minitron.arch import HybridArch
+
+    _run(tmp_path, "c", 6, stop=2)
+    same = _run(tmp_path, "s", 3, init_from=str(tmp_path / "c.snap"), first_step=2)
+    wide = _run(tmp_path, "w", 3, init_from=str(tmp_path / "c.snap"), first_step=2,
+                arch=HybridArch(**{**SMALL, "ffn_hidden_size": 192}))
+    assert wide["initial_val_loss"] == pytest.approx(same["initial_val_loss"], abs=1e-5)
+    assert wide["finished"] and "ffn=192" in wide["arch_description"]
+    with pytest.raises(ValueError, match="not the arch being trained"):
+        _run(tmp_path, "h", 3, init_from=str(tmp_path / "c.snap"), first_step=2,
+             arch=HybridArch(**{**SMALL, "ffn_hidden_size": 64}))
 
 
 def test_shipping_a_snapshot_keeps_the_history_and_never_goes_back(tmp_path):

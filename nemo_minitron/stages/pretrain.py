@@ -84,7 +84,8 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
         snapshot_path: a folder for a bf16 HF snapshot every ``snapshot_every`` steps and at the end
             (a long run's progress that outlives the work folder; see ``train.longrun``).
         init_from, first_step: continue another run (a warm start): start from the weights of the HF
-            checkpoint ``init_from`` (of this arch) instead of a random init, and train on the data from
+            checkpoint ``init_from`` (of this arch, or of this arch with narrower MLPs, which are widened)
+            instead of a random init, and train on the data from
             that run's step ``first_step`` on; logs and snapshots count steps from that run's start.
             ``train`` and ``optim`` describe this run (its own steps, warmup and decay).
     """
@@ -121,7 +122,7 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
     val_rows = cached_packed_corpus("validation", train.seq_length, corpus=corpus)
     baseline = unigram_loss(train_rows, val_rows[:, 1:], arch.vocab_size)
 
-    model = build_model(arch, seed=train.seed) if init_from is None else _warm_start(init_from, arch)
+    model = build_model(arch, seed=train.seed) if init_from is None else _warm_start(init_from, arch, train.seed)
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):  # generate() stops at the tokenizer's EOS
         setattr(model.config, name, getattr(tokenizer, name))
         setattr(model.generation_config, name, getattr(tokenizer, name))
@@ -234,12 +235,19 @@ def _versions() -> Dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "lightning": L.__version__}
 
 
-def _warm_start(path: str, arch: HybridArch) -> torch.nn.Module:
-    """The model of checkpoint ``path`` in float32, refused unless it has the shape being trained."""
+def _warm_start(path: str, arch: HybridArch, seed: int) -> torch.nn.Module:
+    """The model of checkpoint ``path`` in float32, refused unless it has the shape being trained or that
+    shape with narrower MLPs, which are widened without changing its logits (``models.widen``)."""
     from nemo_minitron.models import load_model
+    from nemo_minitron.models.widen import widen_ffn
 
     model = load_model(path, dtype=torch.float32)
     found = HybridArch.from_hf_config(model.config)
+    narrower = found.ffn_hidden_size and found.ffn_hidden_size < (arch.ffn_hidden_size or 0)
+    if narrower and found.replace(ffn_hidden_size=arch.ffn_hidden_size) == arch:
+        print(f"[pretrain] widening the MLPs of {path}: {found.ffn_hidden_size} -> {arch.ffn_hidden_size} neurons "
+              "(new output columns zero: the same logits)")
+        return widen_ffn(model, arch.ffn_hidden_size, seed=seed)
     if found != arch:
         raise ValueError(f"init_from={path} is {found.describe()}, not the arch being trained ({arch.describe()})")
     return model
