@@ -252,6 +252,22 @@ def test_compare_speed_returns_positive_figures_and_ratios(tiny_model):
         compare_speed({"teacher": tiny_model}, input_len=8, output_len=1)
 
 
+def test_timed_generation_decodes_one_token_a_step_even_when_the_saved_config_says_no_cache(tiny_model):
+    """A generation config with use_cache=False (saved by an attention-free student, or leaked into
+    one) would make every decode step re-read the whole prompt: the speed figures must not depend on it."""
+    from nemo_minitron.evaluate.speed import time_generate
+
+    tiny_model.generation_config.use_cache = False
+    lengths: list[int] = []
+    hook = tiny_model.register_forward_hook(lambda m, args, kwargs, out: lengths.append(kwargs["input_ids"].shape[1]),
+                                            with_kwargs=True)
+    try:
+        time_generate(tiny_model, torch.randint(0, 100, (1, 12)), 4)
+    finally:
+        hook.remove()
+    assert lengths == [12, 1, 1, 1]
+
+
 # --------------------------------------------------------------------------- report
 def test_eval_stage_writes_json_markdown_and_png(checkpoints, tmp_path, no_network):
     out = tmp_path / "report"

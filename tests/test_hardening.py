@@ -203,6 +203,21 @@ def test_attention_free_prune_output_runs_in_plain_transformers(ckpts, tmp_path)
     torch.testing.assert_close(logits, load_model(out)(IDS, use_cache=False).logits)
 
 
+def test_saving_an_attention_free_student_leaves_its_teacher_cached(tmp_path):
+    """The pruned model gets its own generation config: saving an attention-free one sets use_cache=False
+    there, and the source model must keep generating with its cache (the ablations prune several
+    students from one in-memory teacher, then time everyone's decoding)."""
+    from nemo_minitron.prune import PruningConfig
+    from nemo_minitron.prune.oneshot import prune_model
+
+    teacher = make_model(STAGE_ARCH)  # M-*
+    calibration = torch.randint(0, STAGE_ARCH.vocab_size, (4, 16), generator=torch.Generator().manual_seed(0))
+    student, _, _ = prune_model(teacher, PruningConfig(drop_layers=[3]), calibration, progress=False)  # M-* -> M-
+    save_checkpoint(student, tmp_path / "student")
+    assert student.generation_config.use_cache is False
+    assert teacher.generation_config.use_cache is not False and teacher.config.use_cache is not False
+
+
 def test_every_saved_attention_free_model_gets_use_cache_false(tmp_path):
     """Also a checkpoint whose own config still says use_cache=True (e.g. saved by an older version)."""
     model = make_model(STAGE_ARCH.replace(pattern="M-M"))

@@ -6,8 +6,8 @@ tokens). A ratio is only meaningful if both models run under the same conditions
 order each round): background load, clock boosts and thermal drift hit every model alike.
 
 One ``model.generate`` call per measurement (greedy, ``min_new_tokens = max_new_tokens =
-output_len``, so EOS cannot end it early; works with NemotronH's hybrid Mamba/attention cache in
-transformers 5). A stopping criterion records the clock when the first token exists:
+output_len``, so EOS cannot end it early; always with the cache, whatever a saved generation config
+says; works with NemotronH's hybrid Mamba/attention cache in transformers 5). A stopping criterion records the clock when the first token exists:
 
 * ``ttft_s``: prefill of ``input_len`` tokens plus the first generated token;
 * ``decode_tokens_per_s``: ``batch_size * (output_len - 1)`` tokens over the time after it;
@@ -124,7 +124,7 @@ def time_generate(model: nn.Module, input_ids: torch.LongTensor, output_len: int
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
                              min_new_tokens=output_len, max_new_tokens=output_len,
                              pad_token_id=pad if pad is not None else 0,
-                             stopping_criteria=StoppingCriteriaList([clock]), **extra)
+                             stopping_criteria=StoppingCriteriaList([clock]), **{"use_cache": True, **extra})
     sync()
     end = time.perf_counter()
     if out.shape[1] - input_ids.shape[1] != output_len:

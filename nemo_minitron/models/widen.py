@@ -10,6 +10,8 @@ is how a teacher that has stopped improving at its size keeps its training and g
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -58,6 +60,6 @@ def widen_ffn(model: nn.Module, ffn_hidden_size: int, seed: int = 0) -> nn.Modul
     param = next(model.parameters())
     config.dtype = param.dtype
     wide = model_from_state_dict(config, state, param.device)
-    wide.generation_config = model.generation_config
+    wide.generation_config = copy.deepcopy(model.generation_config)  # never shared with the source
     wide.train(model.training)
     return wide

@@ -9,6 +9,8 @@ the target config, so ``save_pretrained`` / ``from_pretrained`` need nothing spe
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -95,6 +97,8 @@ def apply_plan(model: nn.Module, plan: PruningPlan, validate: bool = True) -> nn
     param = next(model.parameters())
     config.dtype = param.dtype
     pruned = model_from_state_dict(config, state, param.device)
-    pruned.generation_config = model.generation_config
+    # A copy: saving a model without attention sets use_cache=False on its generation config, which must
+    # not reach the source model (its later generate calls would run uncached: ablations' speed column).
+    pruned.generation_config = copy.deepcopy(model.generation_config)
     pruned.train(model.training)
     return pruned
