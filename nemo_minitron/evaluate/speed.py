@@ -7,7 +7,8 @@ order each round): background load, clock boosts and thermal drift hit every mod
 
 One ``model.generate`` call per measurement (greedy, ``min_new_tokens = max_new_tokens =
 output_len``, so EOS cannot end it early; always with the cache, whatever a saved generation config
-says; works with NemotronH's hybrid Mamba/attention cache in transformers 5). A stopping criterion records the clock when the first token exists:
+says; works with NemotronH's hybrid Mamba/attention cache in transformers 5). A stopping criterion
+records the clock when the first token exists:
 
 * ``ttft_s``: prefill of ``input_len`` tokens plus the first generated token;
 * ``decode_tokens_per_s``: ``batch_size * (output_len - 1)`` tokens over the time after it;

@@ -9,6 +9,7 @@ that code can read, or no ``auto_map``.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -149,6 +150,19 @@ def model_from_state_dict(config: Any, state: dict[str, torch.Tensor],
     if getattr(config, "tie_word_embeddings", False):
         # load_state_dict(assign=True) installs two separate tensors; share them again.
         model.get_output_embeddings().weight = model.get_input_embeddings().weight
+    return model
+
+
+def reshaped_model(source: nn.Module, config: Any, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A model of ``config`` holding ``state``, made from ``source`` (pruned or widened): in the source's
+    dtype, device and training mode, with a *copy* of its generation config (saving the new model may
+    change it, e.g. use_cache=False without attention, which must not reach the source: its later
+    ``generate`` calls would run uncached)."""
+    param = next(source.parameters())
+    config.dtype = param.dtype
+    model = model_from_state_dict(config, state, param.device)
+    model.generation_config = copy.deepcopy(source.generation_config)
+    model.train(source.training)
     return model
 
 

@@ -10,14 +10,12 @@ is how a teacher that has stopped improving at its size keeps its training and g
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from ..arch import ArchError
 from .adapter import adapter_for
-from .io import model_from_state_dict
+from .io import reshaped_model
 
 FFN_AXIS = "ffn"
 
@@ -56,10 +54,4 @@ def widen_ffn(model: nn.Module, ffn_hidden_size: int, seed: int = 0) -> nn.Modul
             if axis == FFN_AXIS and extra:
                 grown = _grow(grown, dim, extra, std, generator)
         state[key] = grown
-    config = adapter.config_for(arch.replace(ffn_hidden_size=ffn_hidden_size))
-    param = next(model.parameters())
-    config.dtype = param.dtype
-    wide = model_from_state_dict(config, state, param.device)
-    wide.generation_config = copy.deepcopy(model.generation_config)  # never shared with the source
-    wide.train(model.training)
-    return wide
+    return reshaped_model(model, adapter.config_for(arch.replace(ffn_hidden_size=ffn_hidden_size)), state)

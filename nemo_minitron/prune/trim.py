@@ -9,14 +9,12 @@ the target config, so ``save_pretrained`` / ``from_pretrained`` need nothing spe
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from ..arch import ATTENTION, MAMBA, MOE
 from ..models import adapter_for
-from ..models.io import model_from_state_dict
+from ..models.io import reshaped_model
 from ..models.attention_layout import attention_axes
 from ..models.family import Axes
 from ..models.mamba_layout import MambaShape, mamba_axes
@@ -94,11 +92,4 @@ def apply_plan(model: nn.Module, plan: PruningPlan, validate: bool = True) -> nn
         raise PlanError(f"plan was made for {plan.source.describe()} but the model is {adapter.arch.describe()}")
     state = pruned_state_dict(model, plan)
     config = adapter.config_for(plan.target, kept_layers=plan.kept_source_layers)
-    param = next(model.parameters())
-    config.dtype = param.dtype
-    pruned = model_from_state_dict(config, state, param.device)
-    # A copy: saving a model without attention sets use_cache=False on its generation config, which must
-    # not reach the source model (its later generate calls would run uncached: ablations' speed column).
-    pruned.generation_config = copy.deepcopy(model.generation_config)
-    pruned.train(model.training)
-    return pruned
+    return reshaped_model(model, config, state)

@@ -85,8 +85,8 @@ def pretrain(save_path: str, arch_name: str = "tiny", force: bool = False, train
             (a long run's progress that outlives the work folder; see ``train.longrun``).
         init_from, first_step: continue another run (a warm start): start from the weights of the HF
             checkpoint ``init_from`` (of this arch, or of this arch with narrower MLPs, which are widened)
-            instead of a random init, and train on the data from
-            that run's step ``first_step`` on; logs and snapshots count steps from that run's start.
+            instead of a random init, and train on the data from that run's step ``first_step`` on;
+            logs and snapshots count steps from that run's start.
             ``train`` and ``optim`` describe this run (its own steps, warmup and decay).
     """
     import lightning as L
