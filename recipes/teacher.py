@@ -21,6 +21,9 @@ from nemo_minitron.stages.settings import PretrainOptim, PretrainTrain
 TEACHER_TRAIN = PretrainTrain(seq_length=512, micro_batch_size=8, global_batch_size=16, max_steps=2400,
                               val_check_interval=100, limit_val_batches=8, checkpoint_every=20,
                               gradient_clip_val=1.0, ssm_chunk_size=64, keep_work=True)
+#: The MLP width a run from scratch trains at: the shipped teacher's first cycles (to step 4800) ran at it;
+#: ``scripts/train_teacher.py --widen-ffn`` grows a snapshot from there (docs/teacher.md).
+TEACHER_START_FFN = 1280
 #: Peak LR 2e-3 after 100 warmup steps, stable, then linear decay to 2e-4 over the last 20 % (480 steps).
 TEACHER_OPTIM = PretrainOptim(lr=2e-3, warmup_steps=100, weight_decay=0.1, schedule="wsd", decay_steps=480,
                               min_lr_ratio=0.1)

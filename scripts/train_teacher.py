@@ -101,6 +101,22 @@ def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int, second_de
     return plan
 
 
+def run_ffn_hidden_size(plan: dict) -> int:
+    """The MLP width this run trains: the plan's ``--widen-ffn``, else that of the snapshot it warm-starts
+    from (a widened teacher continues at its width), else the recipe's starting width (a run from scratch
+    repeats the shipped teacher's first cycles, docs/teacher.md)."""
+    from recipes.teacher import TEACHER_START_FFN
+
+    from nemo_minitron.arch import HybridArch
+    from nemo_minitron.models import load_config
+
+    if plan.get("ffn_hidden_size"):
+        return plan["ffn_hidden_size"]
+    if plan.get("init_from"):
+        return HybridArch.from_hf_config(load_config(plan["init_from"])).ffn_hidden_size
+    return TEACHER_START_FFN
+
+
 def warm_start_optim(optim, plan: dict, remaining_steps: int):
     """The schedule of a warm-started run (``optim`` unchanged for a run from scratch): a fresh AdamW
     state needs a short warmup; then the rest of the planned schedule, or with ``second_decay`` its LR
@@ -209,7 +225,7 @@ def main() -> None:
     for flag, value in (("--rewarm-lr", second_decay), ("--widen-ffn", args.widen_ffn)):
         if value and not plan["first_step"]:
             raise SystemExit(f"{flag} is for a warm start from a snapshot, but {run_dir} resumes its own checkpoint")
-    arch = TEACHER.replace(ffn_hidden_size=plan.get("ffn_hidden_size") or TEACHER.ffn_hidden_size)
+    arch = TEACHER.replace(ffn_hidden_size=run_ffn_hidden_size(plan))
     first = plan["first_step"]
     train = dataclasses.replace(TEACHER_TRAIN, work_dir=str(run_dir / "work"), progress=False,
                                 max_steps=max_steps - first, devices=args.devices,

@@ -451,6 +451,17 @@ def test_the_script_records_a_warm_start_once_and_reads_it_back(tmp_path):
     assert script.warm_start_plan(tmp_path / "wide", SHIPPED_TEACHER_DIR, step + 800) == plan3
     with pytest.raises(SystemExit, match="records ffn_hidden_size=2304"):
         script.warm_start_plan(tmp_path / "wide", SHIPPED_TEACHER_DIR, step + 800, None, 2048)
+    # the width trained: the plan's widening, else the snapshot's own (a widened teacher stays wide), else
+    # the recipe's starting width for a run from scratch
+    from recipes.teacher import TEACHER_START_FFN
+
+    from nemo_minitron.arch import HybridArch
+    from nemo_minitron.models import load_config
+
+    shipped_ffn = HybridArch.from_hf_config(load_config(SHIPPED_TEACHER_DIR)).ffn_hidden_size
+    assert script.run_ffn_hidden_size(plan3) == 2304
+    assert script.run_ffn_hidden_size(plan) == script.run_ffn_hidden_size(plan2) == shipped_ffn
+    assert script.run_ffn_hidden_size({"first_step": 0, "init_from": None}) == TEACHER_START_FFN == 1280
 
 
 @pytest.mark.parametrize("action, message", [
