@@ -101,6 +101,32 @@ def warm_start_plan(run_dir: Path, snapshot_dir: Path, max_steps: int, second_de
     return plan
 
 
+def average_snapshots(snapshots: list[Path], out: Path) -> Path:
+    """The mean of ``snapshots`` (``models.average``) in ``out``, as a snapshot of the newest one: its
+    ``training_state.json`` (with ``averaged_from``: each member's folder and step) and curve."""
+    import shutil
+
+    from nemo_minitron.models.average import average_checkpoints
+    from nemo_minitron.train.longrun import CURVE_FILE, STATE_FILE, read_state
+
+    try:
+        states = [read_state(path) for path in snapshots]
+    except FileNotFoundError as error:
+        raise SystemExit(f"[teacher] not averaged: {error}") from None
+    newest = max(range(len(snapshots)), key=lambda i: int(states[i]["step"]))
+
+    def snapshot_files(folder: Path) -> None:
+        state = {**states[newest], "averaged_from": [{"path": str(path.resolve()), "step": int(st["step"])}
+                                                     for path, st in zip(snapshots, states)]}
+        (folder / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n")
+        shutil.copy2(snapshots[newest] / CURVE_FILE, folder / CURVE_FILE)
+
+    try:
+        return average_checkpoints(snapshots, out, extra=snapshot_files, overwrite=True)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"[teacher] not averaged: {error}") from None
+
+
 def run_ffn_hidden_size(plan: dict) -> int:
     """The MLP width this run trains: the plan's ``--widen-ffn``, else that of the snapshot it warm-starts
     from (a widened teacher continues at its width), else the recipe's starting width (a run from scratch
@@ -174,9 +200,14 @@ def main() -> None:
                              "stop: the next run with a larger --max-steps trains on at the peak LR from there")
     parser.add_argument("--ship", action="store_true",
                         help="copy the newest snapshot over the shipped teacher (nemo_minitron/data/teacher), then stop")
+    parser.add_argument("--ship-average", type=Path, nargs="+", metavar="SNAPSHOT",
+                        help="ship the mean of these snapshots' weights (models.average; the newest one's "
+                             "training state and curve, the list in averaged_from.json), then stop")
     args = parser.parse_args()
     run_dir = args.run_dir.expanduser().resolve()
     snapshot_dir = args.snapshot_dir or run_dir / "snapshots"
+    if args.ship_average:
+        args.ship, snapshot_dir = True, average_snapshots(args.ship_average, run_dir / "averaged")
     if args.ship:
         from nemo_minitron.data.shipped_teacher import describe_shipped_teacher, ship_snapshot
 

@@ -543,3 +543,48 @@ def test_widening_to_the_same_width_copies_and_narrowing_is_refused(input_ids):
         widen_ffn(model, 64)
     with pytest.raises(ArchError, match="MLP"):
         widen_ffn(make_model(TINY_MAMBA2_ARCH), 64)
+
+
+# ----------------------------------------------------------------------------- checkpoint averaging
+def test_the_average_of_copies_is_the_checkpoint_in_its_dtype(tiny_model, input_ids, tmp_path):
+    from nemo_minitron.models.average import AVERAGED_FILE, average_checkpoints
+
+    a = save_checkpoint(tiny_model, tmp_path / "a", dtype=torch.bfloat16)
+    b = save_checkpoint(tiny_model, tmp_path / "b")  # the same weights in bf16 already
+    out = average_checkpoints([a, b, a], tmp_path / "avg")
+    original, averaged = load_model(a, dtype="auto"), load_model(out, dtype="auto")
+    for (name, x), (_, y) in zip(original.state_dict().items(), averaged.state_dict().items()):
+        assert y.dtype == x.dtype and torch.equal(x, y), name
+    assert torch.equal(logits(original, input_ids), logits(averaged, input_ids))
+    assert json.loads((out / AVERAGED_FILE).read_text()) == [str(a), str(b), str(a)]
+
+
+def test_the_average_is_the_mean_and_bad_input_is_refused_before_loading(tiny_model, tmp_path):
+    from nemo_minitron.models.average import average_checkpoints
+    from nemo_minitron.outputs import OutputPathError
+
+    a = save_checkpoint(tiny_model, tmp_path / "a")
+    other = make_model(TINY_ARCH)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn_like(p))
+    b = save_checkpoint(other, tmp_path / "b")
+    out = average_checkpoints([a, b], tmp_path / "avg")
+    x, y, mean = (load_model(p).state_dict() for p in (a, b, out))
+    changed = 0
+    for name in mean:
+        assert torch.allclose(mean[name], (x[name] + y[name]) / 2, atol=1e-6), name
+        changed += not torch.equal(mean[name], x[name])
+    assert changed > len(mean) // 2  # the inputs really differ
+
+    wide = save_checkpoint(make_model(TINY_ARCH.replace(ffn_hidden_size=2 * TINY_ARCH.ffn_hidden_size)), tmp_path / "w")
+    with pytest.raises(ValueError, match="is not the shape of"):
+        average_checkpoints([a, wide], tmp_path / "bad")
+    with pytest.raises(ValueError, match="at least two"):
+        average_checkpoints([a], tmp_path / "one")
+    with pytest.raises(FileNotFoundError, match="no finished checkpoint"):
+        average_checkpoints([a, tmp_path / "missing"], tmp_path / "none")
+    with pytest.raises(OutputPathError, match="is the input"):
+        average_checkpoints([a, b], b)
+    assert not any((tmp_path / name).exists() for name in ("bad", "one", "none"))
+    assert torch.equal(load_model(b).state_dict()[next(iter(y))], next(iter(y.values())))  # b untouched

@@ -584,3 +584,39 @@ def test_the_shipped_teacher_says_how_far_it_was_trained():
     line = describe_shipped_teacher()
     assert ("finished" in line) if state["step"] == plan else (f"({state['step']}/{plan} steps)" in line)
     assert f"{state['step'] * state['tokens_per_step'] / 1e6:.1f}M training tokens" in line
+
+
+def test_the_script_ships_an_average_of_snapshots_with_the_newest_ones_state_and_whole_curve(tmp_path):
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    from nemo_minitron.data.shipped_teacher import SHIPPED_TEACHER_DIR, ship_snapshot
+    from nemo_minitron.models import load_model
+    from nemo_minitron.train.longrun import CURVE_FILE, STATE_FILE, read_curve, read_state, write_curve
+
+    spec = importlib.util.spec_from_file_location(
+        "train_teacher", Path(__file__).resolve().parents[1] / "scripts" / "train_teacher.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(SHIPPED_TEACHER_DIR, old)
+    shutil.copytree(SHIPPED_TEACHER_DIR, new)
+    step = int(read_state(old)["step"])
+    # "new" continues a later run than the shipped one: its curve holds the whole history past the shipped end
+    later = {**read_state(new), "step": step + 200, "first_step": step + 100}
+    (new / STATE_FILE).write_text(json.dumps(later))
+    write_curve(new / CURVE_FILE, read_curve(old / CURVE_FILE) + [
+        {"kind": "val", "step": s, "tokens": s, "val_loss": 1.0} for s in (step + 100, step + 200)])
+    averaged = script.average_snapshots([old, new], tmp_path / "run" / "averaged")
+    state = read_state(averaged)
+    assert state["step"] == step + 200 and state["averaged_from"] == [
+        {"path": str(old.resolve()), "step": step}, {"path": str(new.resolve()), "step": step + 200}]
+    assert torch.equal(load_model(averaged).state_dict()["lm_head.weight"], load_model(old).state_dict()["lm_head.weight"])
+    target = tmp_path / "shipped"
+    shutil.copytree(SHIPPED_TEACHER_DIR, target)
+    ship_snapshot(averaged, target=target)
+    steps = [r["step"] for r in read_curve(target / CURVE_FILE) if r["kind"] == "val"]
+    assert steps[-2:] == [step + 100, step + 200]  # the shipped history, then the newest member's after its end
+    with pytest.raises(SystemExit, match="not averaged"):
+        script.average_snapshots([old, tmp_path / "missing"], tmp_path / "run" / "averaged2")

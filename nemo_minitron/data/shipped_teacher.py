@@ -79,4 +79,7 @@ def describe_shipped_teacher() -> str:
     planned = planned_steps(state)
     tokens = step * int(state["tokens_per_step"])
     done = "finished" if step >= planned else f"snapshot of an unfinished run ({step}/{planned} steps)"
+    members = state.get("averaged_from")  # scripts/train_teacher.py --ship-average
+    if members:
+        done += ", the mean of the weights at steps " + ", ".join(str(m["step"]) for m in members)
     return f"shipped NemotronH teacher, {tokens / 1e6:.1f}M training tokens, {done}"

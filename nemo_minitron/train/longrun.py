@@ -139,9 +139,12 @@ def read_state(folder: Path) -> dict[str, Any]:
 
 def continued_curve(history: Optional[Path], curve: Path, first_step: int) -> list[dict[str, Any]]:
     """A continued run's whole curve: the records of the run it continued (``history``, a curve
-    file) up to ``first_step``, then its own after it. Either file may be missing."""
+    file) up to ``first_step``, then its own after it. Either file may be missing. A history that
+    stops short of ``first_step`` (the shipped teacher, when what replaces it descends from a later,
+    unshipped run) is continued from ``curve``'s own records after its end, when ``curve`` has them."""
     earlier = [r for r in read_curve(history) if r["step"] <= first_step] if history else []
-    return earlier + [r for r in read_curve(curve) if r["step"] > first_step]
+    end = max((r["step"] for r in earlier), default=first_step)
+    return earlier + [r for r in read_curve(curve) if r["step"] > end]
 
 
 def rewind_to_pre_decay(work: Path, first_step: int = 0) -> int:
