@@ -393,6 +393,12 @@ def test_report_with_a_pruned_model_says_how_much_of_the_gap_distillation_closed
     assert "(pruned/baseline 0.50x, model/baseline 0.50x)" in head
     assert "| metric | baseline | pruned | model | ratio pruned/baseline | ratio model/baseline |" in text
     assert to_png(report)[:8] == b"\x89PNG\r\n\x1a\n"
+    # a gap within two standard errors of the difference (2 x hypot(0.02, 0.02) = 0.057) is not closed either
+    pruned["lm_eval"]["hellaswag"]["acc_norm"] = 0.35
+    head = to_markdown(report).split("## What this run shows")[1].split("\n## ")[0]
+    assert "benchmark average: the model" not in head
+    assert ("benchmark average: the gap that pruned opened (-0.050) is within two standard errors of the "
+            "difference (0.057), so no gap closure is claimed**") in head
     # a middle model better than the baseline opened no gap: nothing to close is claimed
     pruned["lm_eval"]["hellaswag"]["acc_norm"] = 0.45
     assert "benchmark average: the model" not in to_markdown(report)
@@ -421,6 +427,14 @@ def test_benchmarks_at_chance_are_said_to_be_at_chance():
 
     report = _synthetic_report(ruler=0.5, instruct=0.25)
     assert "within two standard errors of chance" not in to_markdown(report)  # 0.40 and 0.36 vs 0.25 +- 0.04
+    # one task at chance among others that are not: named under the table, the averages still claimed
+    report["models"]["model"]["lm_eval"]["piqa"] = {"acc": 0.53, "acc_stderr": 0.05, "num_samples": 100.0}
+    report["models"]["baseline"]["lm_eval"]["piqa"] = {"acc": 0.47, "acc_stderr": 0.05, "num_samples": 100.0}
+    text = to_markdown(report)
+    assert ("Every model is within two standard errors of chance on piqa (chance 0.50): that task does not "
+            "separate these models") in text and "kept by model" in text
+    for role in ("baseline", "model"):
+        del report["models"][role]["lm_eval"]["piqa"]
     for role, value in (("baseline", 0.27), ("model", 0.23)):
         report["models"][role]["lm_eval"]["hellaswag"]["acc_norm"] = value
     text = to_markdown(report)

@@ -101,17 +101,26 @@ def benchmark_summary(report: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     return summary
 
 
+def _stderr(row: Dict[str, Any], role: str) -> float:
+    stderr = row.get(f"{role}_stderr")
+    return stderr if isinstance(stderr, float) and not math.isnan(stderr) else 0.0
+
+
+def row_at_chance(row: Dict[str, Any], roles: List[str]) -> bool:
+    """True when every model's score on this benchmark is within two standard errors of chance."""
+    return all(abs(row[role] - row["chance"]) <= max(2 * _stderr(row, role), 1e-9)
+               for role in roles if row.get(role) is not None)
+
+
 def at_chance(summary: Dict[str, Any], roles: List[str]) -> bool:
     """True when every model's score on every benchmark is within two standard errors of chance."""
-    for row in summary["rows"]:
-        for role in roles:
-            value, stderr = row.get(role), row.get(f"{role}_stderr")
-            if value is None:
-                continue
-            margin = 2 * stderr if isinstance(stderr, float) and not math.isnan(stderr) else 0.0
-            if abs(value - row["chance"]) > max(margin, 1e-9):
-                return False
-    return True
+    return all(row_at_chance(row, roles) for row in summary["rows"])
+
+
+def average_stderr(summary: Dict[str, Any], role: str) -> float:
+    """Standard error of a model's benchmark average (the tasks' samples are independent)."""
+    rows = [row for row in summary["rows"] if row.get(role) is not None]
+    return math.sqrt(sum(_stderr(row, role) ** 2 for row in rows)) / len(rows) if rows else 0.0
 
 
 def _with_stderr(value: Any, stderr: Any) -> str:
@@ -139,6 +148,13 @@ def benchmark_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
         lines += [f"Every model is within two standard errors of chance on every task (chance: {chances}): "
                   "at this size these benchmarks do not separate the models, and the retained shares below "
                   "compare noise. The held-out bits per byte is the measure that does.", ""]
+    else:
+        chance_rows = [row for row in summary["rows"] if row_at_chance(row, roles)]
+        if chance_rows:
+            named = ", ".join(f"{row['task']} (chance {row['chance']:.2f})" for row in chance_rows)
+            these = "that task does" if len(chance_rows) == 1 else "these tasks do"
+            lines += [f"Every model is within two standard errors of chance on {named}: {these} not "
+                      "separate these models, though they still count in the averages.", ""]
     for role, share in (summary.get("retained") or {}).items():
         lines.append(f"Average retained ({role} average / baseline average): **{share:.3f}**")
     return lines + ([""] if summary.get("retained") else [])
@@ -192,14 +208,20 @@ def headline_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
             text += " (" + ", ".join(f"{r}/baseline {values[roles.index(r)] / base:.2f}x" for r in others) + ")"
         lines.append(f"- **{what}**: {text}")
 
-    def recovered(values: List[Optional[float]], what: str, lower_is_better: bool) -> None:
-        """Only where the middle model is worse than the baseline: then there is a gap to close."""
+    def recovered(values: List[Optional[float]], what: str, lower_is_better: bool,
+                  stderrs: Optional[Dict[str, float]] = None) -> None:
+        """Only where the middle model is worse than the baseline: then there is a gap to close; with
+        ``stderrs``, only where that gap is more than two standard errors of the difference."""
         if not others or "model" not in roles or any(v is None for v in values):
             return
         by_role = dict(zip(roles, values))
         for middle in roles[1:-1]:
             gap = by_role[middle] - by_role["baseline"]
-            if (gap > 1e-9) if lower_is_better else (gap < -1e-9):
+            noise = 2 * math.hypot(stderrs["baseline"], stderrs[middle]) if stderrs else 0.0
+            if ((gap > 1e-9) if lower_is_better else (gap < -1e-9)) and abs(gap) <= noise:
+                lines.append(f"- **{what}: the gap that {middle} opened ({gap:+.3f}) is within two standard "
+                             f"errors of the difference ({noise:.3f}), so no gap closure is claimed**")
+            elif (gap > 1e-9) if lower_is_better else (gap < -1e-9):
                 share = (by_role[middle] - by_role["model"]) / gap
                 verb = "closes" if share >= 0 else "widens (negative share)"
                 lines.append(f"- **{what}: the model {verb} {share:.0%} of the gap that {middle} opened** "
@@ -220,7 +242,8 @@ def headline_lines(report: Dict[str, Any], roles: List[str]) -> List[str]:
         else:
             for role, share in (summary.get("retained") or {}).items():
                 lines.append(f"- **share of the baseline's benchmark average kept by {role}**: {share:.1%}")
-            recovered(averages, "benchmark average", lower_is_better=False)
+            recovered(averages, "benchmark average", lower_is_better=False,
+                      stderrs={r: average_stderr(summary, r) for r in roles})
     pair([models[r].get("num_params") for r in roles], "{:,}", "parameters", "ratio")
     speed = (report.get("speed") or {}).get("models") or {}
     if all(r in speed for r in roles):
