@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nemo_minitron.ablations import build_variants
-from nemo_minitron.ablations.report import Stats, order, tokens_to_match, verdict
+from nemo_minitron.ablations.report import Stats, order, speed_order, tokens_to_match, verdict
 from nemo_minitron.ablations.variants import block_params, matching_width_config, pruned_arch
 from nemo_minitron.arch import PRESETS, HybridArch
 from nemo_minitron.data import load_default_tokenizer
@@ -74,6 +74,13 @@ def test_order_and_verdict() -> None:
     assert verdict(-1, -1) == "agrees"
     assert verdict(-1, 1) == "DISAGREES"
     assert verdict(-1, 0).startswith("inconclusive")
+
+
+def test_speed_order_ties_within_the_noise_of_identical_models() -> None:
+    assert speed_order(1.41, 1.38) == 0  # the same 7 layers measured twice on the shipped teacher
+    assert speed_order(1.59, 1.37) == -1 and speed_order(1.37, 1.59) == 1  # 16 % apart: clearly faster
+    assert speed_order(1.15, 1.0) == 0 and speed_order(1.16, 1.0) == -1  # the edge is SPEED_TIE
+    assert speed_order(None, 1.2) == 0  # unmeasured: no claim
 
 
 def test_tokens_to_match_reads_the_curve() -> None:

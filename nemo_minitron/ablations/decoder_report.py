@@ -15,7 +15,7 @@ import math
 import statistics
 from typing import Any, Optional
 
-from .report import Stats, loss_stats, order, shown_path, speed_ratio, tokens_to_match, verdict
+from .report import Stats, loss_stats, order, shown_path, speed_order, speed_ratio, tokens_to_match, verdict
 
 #: Chance level of each multiple-choice task's reported metric (1 / choices; LAMBADA is open-ended).
 CHANCE = {"hellaswag": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25, "openbookqa": 0.25, "sciq": 0.25,
@@ -110,12 +110,11 @@ def decoder_findings(results: dict[str, Any]) -> list[dict[str, str]]:
         add("2", "width vs depth (KL): benchmark average after distillation",
             "width keeps more accuracy", f"average width {_bench(b[ref])} vs depth {_bench(b['depth-kl'])}",
             [verdict(-1, higher_is_better(b[ref], b["depth-kl"]))])
-    depth_faster = (speed["depth-kl"] or 0) > (speed[ref] or 0)
     add("3", "depth vs width: decode throughput and time to first token (one run, interleaved)",
         "depth pruning gives the larger speed-up (Minitron-SSM Table 1)",
         f"throughput x{speed['depth-kl'] or 0:.2f} (depth) vs x{speed[ref] or 0:.2f} (width); TTFT "
         f"x{ttft['depth-kl'] or 0:.2f} vs x{ttft[ref] or 0:.2f} of the teacher's",
-        ["agrees" if depth_faster else "DISAGREES"])
+        [verdict(-1, speed_order(speed["depth-kl"], speed[ref]))])
     same_layers = variants["depth-kl"]["kept_layers"] == variants["depth-cosine"]["kept_layers"]
     kl_vs_cos = order(s["depth-kl"], s["depth-cosine"])
     add("4", "KL-divergence vs cosine layer importance (depth-only)",
